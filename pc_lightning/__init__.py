@@ -1,0 +1,3 @@
+"""pc-lightning: procedure cloning with PyTorch Lightning."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,45 @@
+"""``pc-lightning``: LightningCLI with fit / validate / test / predict subcommands.
+
+    pc-lightning fit --config conf/maze.yaml
+    pc-lightning test --config conf/maze.yaml --ckpt_path <run>/checkpoints/best.ckpt
+
+The model is always :class:`~pc_lightning.model.ProcedureCloner`; the DataModule is chosen
+by ``data.class_path`` (one per domain). The model's variant, window and depth are linked
+into the DataModule (they decide how examples are cut), and the DataModule's token
+vocabularies into the model.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jsonargparse
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from pc_lightning.data import ProcedureDataModule
+from pc_lightning.model import ProcedureCloner
+
+
+class ProcedureCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("model.variant", "data.init_args.variant")
+        parser.link_arguments("model.window", "data.init_args.window")
+        parser.link_arguments("model.n_layers", "data.init_args.n_layers")
+        parser.link_arguments("data.spec", "model.spec", apply_on="instantiate")
+
+
+def main(args: list[str] | None = None) -> ProcedureCLI:
+    """Entry point of the ``pc-lightning`` console script."""
+    jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    return ProcedureCLI(
+        ProcedureCloner,
+        ProcedureDataModule,
+        subclass_mode_data=True,
+        parser_kwargs={"parser_mode": "omegaconf+"},
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

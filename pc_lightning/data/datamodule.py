@@ -1,0 +1,116 @@
+"""The LightningDataModule every domain builds on: cached expert data, variant-aware loaders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from pc_lightning.data.records import VARIANTS, Augment, ProcedureDataset, ProcedureRecords, TokenSpec, collate
+
+if TYPE_CHECKING:
+    from pc_lightning.eval.suite import EvalSuite
+
+
+class ProcedureDataModule(L.LightningDataModule):
+    """Generates expert data once (``prepare_data``), caches it under ``data_dir`` in a file
+    named by a hash of everything that determines it, and serves teacher-forcing batches.
+
+    A domain subclass sets ``domain`` and ``generator_version`` and implements
+    :meth:`generator_config`, :meth:`generate`, :attr:`spec` and :meth:`eval_suites`.
+    ``variant``, ``window`` and ``n_layers`` are linked from the model by the CLI.
+    """
+
+    domain: str = "base"
+    generator_version: str = "0"
+    splits: tuple[str, ...] = ("train", "val")
+
+    def __init__(self, variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 4,
+                 batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"data.variant must be one of {VARIANTS}, got {variant!r}")
+        self.variant = variant
+        self.window = window
+        self.n_layers = n_layers
+        self.chunk_blocks = chunk_blocks
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.data_dir = Path(data_dir)
+        self.augment = augment or variant == "aug_bc"
+        self.records: dict[str, ProcedureRecords] = {}
+
+    # ------------------------------------------------------------ for subclasses
+    def generator_config(self, split: str) -> dict[str, Any]:
+        """Everything that determines the expert data of ``split`` (hashed into the file name)."""
+        raise NotImplementedError
+
+    def generate(self, split: str) -> ProcedureRecords:
+        """Run the expert on ``split``'s environments (show a progress bar if it takes long)."""
+        raise NotImplementedError
+
+    @property
+    def spec(self) -> TokenSpec:
+        raise NotImplementedError
+
+    def augment_fn(self) -> Augment | None:
+        """State augmentation for ``aug_bc``; None if the domain has none."""
+        return None
+
+    def eval_suites(self) -> dict[str, "EvalSuite"]:
+        """Environments for rollout evaluation, by metric prefix (``heldout``, ``train_envs``)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ caching
+    def cache_path(self, split: str) -> Path:
+        config = {"domain": self.domain, "version": self.generator_version, "split": split,
+                  **self.generator_config(split)}
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+        return self.data_dir / f"{self.domain}-{split}-{digest}.pt"
+
+    def prepare_data(self) -> None:
+        for split in self.splits:
+            path = self.cache_path(split)
+            if not path.exists():
+                self.generate(split).save(path)
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in self.splits:
+            if split not in self.records:
+                path = self.cache_path(split)
+                if not path.exists():  # e.g. a setup() without the trainer's prepare_data()
+                    self.prepare_data()
+                self.records[split] = ProcedureRecords.load(path)
+
+    # ------------------------------------------------------------ loaders
+    @property
+    def context_blocks(self) -> int:
+        if self.window is None:
+            return 1 << 30  # full attention: every earlier block
+        return (self.window - 1) * self.n_layers
+
+    def dataset(self, split: str, augment: bool = False) -> ProcedureDataset:
+        if split not in self.records:
+            self.setup()
+        aug = self.augment_fn() if augment else None
+        if augment and aug is None:
+            raise ValueError(f"the {self.domain} domain has no state augmentation (variant {self.variant!r})")
+        return ProcedureDataset(self.records[split], self.variant, self.chunk_blocks, self.context_blocks, aug)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        return DataLoader(self.dataset(split, augment=train and self.augment), batch_size=self.batch_size,
+                          shuffle=train, drop_last=False, num_workers=self.num_workers, collate_fn=collate,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)

@@ -1,0 +1,175 @@
+"""Expert records (s, x_0..x_L, a) and the teacher-forcing examples cut from them.
+
+Every variant reads the same records; they differ only in which blocks an example holds
+and which block hosts the action query:
+
+    pc      [s | x_0 .. x_L ]   action read at x_L
+    aux_bc  [s | x_0 .. x_L ]   action read at s (the steps are auxiliary targets it cannot see)
+    bc      [s]                 action read at s
+    aug_bc  bc on randomly transformed states (the domain supplies the transform)
+
+A long procedure is cut into chunks of ``chunk_blocks`` input blocks. With attention
+window w a block's output depends on at most (w-1)*n_layers earlier blocks, so each
+chunk carries that many context blocks (inputs without targets) and every prediction
+equals the one of the full sequence.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+IGNORE = -100
+VARIANTS = ("pc", "bc", "aux_bc", "aug_bc")
+
+Augment = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], tuple[np.ndarray, np.ndarray, int]]
+
+
+@dataclass
+class TokenSpec:
+    """Vocabulary sizes a domain's codec uses; the model is built from them."""
+
+    state_vocab: int
+    step_vocab: int
+    action_vocab: int
+
+
+@dataclass
+class ProcedureRecords:
+    """M expert states with their procedures, stored flat.
+
+    states (M, H, W) uint8; steps (S, H, W) uint8, record i's x_0..x_L being
+    steps[offsets[i]:offsets[i+1]]; actions (M,) int64; groups (M,) int64, the
+    environment (e.g. maze) each state came from.
+    """
+
+    states: Tensor
+    steps: Tensor
+    offsets: Tensor
+    actions: Tensor
+    groups: Tensor
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def procedure(self, i: int) -> Tensor:
+        return self.steps[self.offsets[i] : self.offsets[i + 1]]
+
+    @classmethod
+    def from_lists(cls, states: list[np.ndarray], procedures: list[np.ndarray], actions: list[int],
+                   groups: list[int]) -> "ProcedureRecords":
+        if not states:
+            raise ValueError("no expert records to store")
+        lengths = torch.tensor([len(p) for p in procedures], dtype=torch.long)
+        return cls(
+            states=torch.from_numpy(np.stack(states).astype(np.uint8)),
+            steps=torch.from_numpy(np.concatenate(procedures).astype(np.uint8)),
+            offsets=torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
+            actions=torch.tensor(actions, dtype=torch.long),
+            groups=torch.tensor(groups, dtype=torch.long),
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: a temporary file in the same folder, then a rename."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(self.__dict__, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ProcedureRecords":
+        return cls(**torch.load(path, weights_only=True))
+
+
+class ProcedureDataset(Dataset):
+    """Teacher-forcing examples for one variant, cut from :class:`ProcedureRecords`."""
+
+    def __init__(self, records: ProcedureRecords, variant: str, chunk_blocks: int = 4,
+                 context_blocks: int = 0, augment: Augment | None = None) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        if chunk_blocks < 1:
+            raise ValueError(f"chunk_blocks must be >= 1, got {chunk_blocks}")
+        self.records = records
+        self.variant = variant
+        self.chunk_blocks = chunk_blocks
+        self.context_blocks = context_blocks
+        self.augment = augment
+        lengths = (records.offsets[1:] - records.offsets[:-1]).tolist()
+        if variant in ("bc", "aug_bc"):
+            self.items = [(i, 0) for i in range(len(records))]
+        else:
+            self.items = [(i, j) for i, n in enumerate(lengths) for j in range(0, n, chunk_blocks)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int) -> dict[str, Tensor]:
+        i, j = self.items[idx]
+        state = self.records.states[i].numpy()
+        steps = self.records.procedure(i).numpy()
+        action = int(self.records.actions[i])
+        if self.augment is not None:
+            rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
+            state, steps, action = self.augment(state, steps, action, rng)
+        state_t = torch.from_numpy(np.asarray(state)).long()
+        h, w = state_t.shape
+        if self.variant in ("bc", "aug_bc"):
+            return {"state": state_t, "steps": torch.zeros(0, h, w, dtype=torch.long),
+                    "targets": torch.zeros(0, h, w, dtype=torch.long),
+                    "first_target": torch.full((h, w), IGNORE, dtype=torch.long),
+                    "action": torch.tensor(action), "action_host": torch.tensor(-1)}
+        steps_t = torch.from_numpy(np.asarray(steps)).long()  # (L+1, H, W)
+        last = len(steps_t) - 1
+        lo, hi = max(0, j - self.context_blocks), min(last, j + self.chunk_blocks - 1)
+        inputs = steps_t[lo : hi + 1]
+        targets = torch.full_like(inputs, IGNORE)
+        own = slice(j - lo, hi - lo)  # blocks j..hi-1 predict j+1..hi
+        targets[own] = steps_t[j + 1 : hi + 1]
+        if hi < last:
+            targets[hi - lo] = steps_t[hi + 1]
+        first = steps_t[0] if j == 0 else torch.full((h, w), IGNORE, dtype=torch.long)
+        if self.variant == "pc":
+            host, act = (last - lo, action) if hi == last else (-1, IGNORE)
+        else:  # aux_bc: action at the state block, counted once per record
+            host, act = -1, (action if j == 0 else IGNORE)
+        return {"state": state_t, "steps": inputs, "targets": targets, "first_target": first,
+                "action": torch.tensor(act), "action_host": torch.tensor(host)}
+
+
+def collate(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Stack examples, padding step blocks to the longest (padding: step_valid False)."""
+    k = max(len(e["steps"]) for e in examples)
+    h, w = examples[0]["state"].shape
+    bsz = len(examples)
+    steps = torch.zeros(bsz, k, h, w, dtype=torch.long)
+    targets = torch.full((bsz, k, h, w), IGNORE, dtype=torch.long)
+    valid = torch.zeros(bsz, k, dtype=torch.bool)
+    for b, e in enumerate(examples):
+        n = len(e["steps"])
+        steps[b, :n] = e["steps"]
+        targets[b, :n] = e["targets"]
+        valid[b, :n] = True
+    return {
+        "state": torch.stack([e["state"] for e in examples]),  # (B, H, W)
+        "steps": steps,  # (B, K, H, W)
+        "step_valid": valid,  # (B, K)
+        "targets": targets,  # (B, K, H, W)
+        "first_target": torch.stack([e["first_target"] for e in examples]),  # (B, H, W)
+        "action": torch.stack([e["action"] for e in examples]),  # (B,)
+        "action_host": torch.stack([e["action_host"] for e in examples]),  # (B,)
+    }

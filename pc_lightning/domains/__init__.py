@@ -1,0 +1,1 @@
+"""Domains: each folder brings an environment, an expert, a codec and a DataModule."""

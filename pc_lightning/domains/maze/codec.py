@@ -1,0 +1,107 @@
+"""Token vocabularies of the maze domain, rendering, and symmetry augmentation.
+
+State block (H x W): FREE, WALL, GOAL, AGENT per cell.
+Step block x_l (H x W): UNREACHED, AT_GOAL, or ``action_token(a)`` for a cell reached
+by round l whose optimal action is a (0 up, 1 down, 2 left, 3 right).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pc_lightning.domains.maze.env import ACTION_OFFSETS, N_ACTIONS
+
+FREE, WALL, GOAL, AGENT = 0, 1, 2, 3
+STATE_VOCAB = 4
+UNREACHED, AT_GOAL = 0, 1
+STEP_VOCAB = 2 + N_ACTIONS
+
+
+def action_token(action: np.ndarray | int) -> np.ndarray | int:
+    """Step token of a reached cell whose optimal action is ``action``."""
+    return action + 2
+
+
+def encode_states(walls: np.ndarray, goals: np.ndarray, agents: np.ndarray) -> np.ndarray:
+    """State tokens (E, H, W) uint8 from walls (E, H, W) and goal/agent coordinates (E, 2)."""
+    tokens = np.where(walls, WALL, FREE).astype(np.uint8)
+    e = np.arange(len(walls))
+    tokens[e, goals[:, 0], goals[:, 1]] = GOAL
+    tokens[e, agents[:, 0], agents[:, 1]] = AGENT
+    return tokens
+
+
+def reached_agent(state: Tensor, step: Tensor) -> Tensor:
+    """The domain's stop rule: the flood has reached the agent's cell. (B, H, W) x2 -> (B,)."""
+    return ((state == AGENT) & (step != UNREACHED)).flatten(1).any(1)
+
+
+# ------------------------------------------------------------------ augmentation
+def _dihedral(grid: np.ndarray, t: int) -> np.ndarray:
+    """Transform t in 0..7 of the square's symmetry group, applied to the last two axes."""
+    out = np.rot90(grid, k=t % 4, axes=(-2, -1))
+    return np.flip(out, axis=-1) if t >= 4 else out
+
+
+def _action_permutation(t: int) -> np.ndarray:
+    """Where action a points after transform t: perm[a] = a'."""
+    perm = np.zeros(N_ACTIONS, dtype=np.int64)
+    for a, (dr, dc) in enumerate(ACTION_OFFSETS):
+        probe = np.zeros((3, 3), dtype=np.int64)
+        probe[1 + dr, 1 + dc] = 1
+        r, c = np.argwhere(_dihedral(probe, t) == 1)[0]
+        perm[a] = next(i for i, off in enumerate(ACTION_OFFSETS) if tuple(off) == (r - 1, c - 1))
+    return perm
+
+
+_PERMS = [_action_permutation(t) for t in range(8)]
+
+
+def dihedral_augment(state: np.ndarray, steps: np.ndarray, action: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+    """A random rotation/reflection of a square maze, with actions (and action tokens) remapped."""
+    t = int(rng.integers(8))
+    perm = _PERMS[t]
+    token_map = np.arange(STEP_VOCAB, dtype=np.uint8)
+    token_map[2:] = action_token(perm)
+    return (np.ascontiguousarray(_dihedral(state, t)),
+            np.ascontiguousarray(token_map[_dihedral(steps, t)]), int(perm[action]))
+
+
+# ------------------------------------------------------------------ rendering
+_STATE_RGB = np.array([[235, 235, 235], [30, 30, 30], [40, 170, 60], [40, 90, 220]], dtype=np.uint8)
+_STEP_RGB = np.array([[235, 235, 235], [40, 170, 60], [230, 120, 40], [200, 60, 160], [60, 170, 190],
+                      [210, 190, 50]], dtype=np.uint8)
+
+
+def render_grid(state: np.ndarray, step: np.ndarray | None = None, scale: int = 6) -> np.ndarray:
+    """RGB image (H*scale, W*scale, 3) of a state, or of a step map drawn over its walls."""
+    rgb = _STATE_RGB[state]
+    if step is not None:
+        step = np.clip(step, 0, STEP_VOCAB - 1)
+        rgb = np.where((state == WALL)[..., None], rgb, _STEP_RGB[step])
+        agent = state == AGENT
+        rgb[agent] = (rgb[agent] * 0.5 + np.array([40, 90, 220]) * 0.5).astype(np.uint8)
+    return rgb.repeat(scale, 0).repeat(scale, 1)
+
+
+def render_procedures(state: np.ndarray, expert: np.ndarray, generated: np.ndarray, max_cols: int = 8) -> Tensor:
+    """Expert maps (top row) beside generated maps (bottom row) for one state: (3, H', W') uint8.
+
+    The first column is the state; the other columns are steps spread over the longer
+    of the two procedures (a missing step is drawn blank)."""
+    length = max(len(expert), len(generated))
+    cols = np.unique(np.linspace(0, length - 1, num=min(max_cols, length)).round().astype(int))
+    blank = render_grid(np.full_like(state, FREE))
+
+    def row(maps: np.ndarray) -> np.ndarray:
+        tiles = [render_grid(state)] + [render_grid(state, maps[c]) if c < len(maps) else blank for c in cols]
+        sep = np.full((tiles[0].shape[0], 4, 3), 255, dtype=np.uint8)
+        return np.concatenate([t for tile in tiles for t in (tile, sep)], axis=1)
+
+    top, bottom = row(expert), row(generated)
+    gap = np.full((4, top.shape[1], 3), 255, dtype=np.uint8)
+    img = np.concatenate([top, gap, bottom], axis=0)
+    return torch.from_numpy(img).permute(2, 0, 1).contiguous()

@@ -1,0 +1,135 @@
+"""ProcedureCloner: one LightningModule for procedure cloning and its BC baselines."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pc_lightning.data.records import IGNORE, VARIANTS, TokenSpec
+from pc_lightning.model.transformer import Generation, ProcedureTransformer, TransformerConfig
+
+
+class ProcedureCloner(L.LightningModule):
+    """Predicts x_0..x_L then a under teacher forcing (``pc``), or a alone (``bc``, ``aug_bc``),
+    or a plus x as auxiliary targets the action cannot see (``aux_bc``).
+
+    Args:
+        variant: pc | bc | aux_bc | aug_bc (aug_bc trains like bc; its data is augmented).
+        spec: token vocabularies, linked from the DataModule by the CLI.
+        d_model, n_heads, n_layers, d_ff, dropout: transformer size.
+        window: step blocks each block attends to, itself included (1 = Markov,
+            p(x_l | x_{l-1}, s)); None = all earlier blocks.
+        stem_kernel, stem_layers: convolutional token stem (locality; 1 = none).
+        pos_emb: "none" (size-independent) or "sincos" (absolute 2-D).
+        lr, weight_decay, warmup_steps: AdamW with linear warm-up then constant.
+        action_loss_weight: weight of the action's cross-entropy against the procedure's.
+    """
+
+    def __init__(self, variant: str = "pc", spec: TokenSpec | None = None, d_model: int = 64, n_heads: int = 4,
+                 n_layers: int = 2, d_ff: int = 256, dropout: float = 0.0, window: int | None = 1,
+                 stem_kernel: int = 3, stem_layers: int = 1, pos_emb: str = "none", lr: float = 3e-4,
+                 weight_decay: float = 0.0, warmup_steps: int = 50, action_loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"model.variant must be one of {VARIANTS}, got {variant!r}")
+        if spec is None:
+            raise ValueError("model.spec (token vocabularies) is required; the CLI links it from the DataModule")
+        self.save_hyperparameters()
+        self.variant = variant
+        self.net = ProcedureTransformer(TransformerConfig(
+            state_vocab=spec.state_vocab, step_vocab=spec.step_vocab, action_vocab=spec.action_vocab,
+            d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff, dropout=dropout, window=window,
+            stem_kernel=stem_kernel, stem_layers=stem_layers, pos_emb=pos_emb))
+
+    @property
+    def uses_procedure(self) -> bool:
+        return self.variant in ("pc", "aux_bc")
+
+    # ---------------------------------------------------------------- training
+    def _losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        steps = batch["steps"] if self.uses_procedure else None
+        state_logits, step_logits, action_logits = self.net(
+            batch["state"], steps, batch["step_valid"], batch["action_host"])
+        out: dict[str, Tensor] = {}
+        action_t = batch["action"]
+        has_action = action_t != IGNORE
+        action_loss = F.cross_entropy(action_logits, action_t, ignore_index=IGNORE, reduction="sum")
+        n_actions = has_action.sum()
+        out["action_loss"] = action_loss / n_actions.clamp(min=1)
+        out["action_correct"] = ((action_logits.argmax(-1) == action_t) & has_action).sum()
+        out["n_actions"] = n_actions
+        loss = self.hparams.action_loss_weight * out["action_loss"]
+        if self.uses_procedure:
+            logits = [state_logits.flatten(0, 1)]  # (B*N, V)
+            targets = [batch["first_target"].flatten()]
+            if step_logits is not None:
+                logits.append(step_logits.flatten(0, 2))
+                targets.append(batch["targets"].flatten())
+            logits_t, targets_t = torch.cat(logits), torch.cat(targets)
+            known = targets_t != IGNORE
+            out["procedure_loss"] = F.cross_entropy(logits_t, targets_t, ignore_index=IGNORE) if known.any() \
+                else logits_t.sum() * 0.0
+            out["procedure_correct"] = ((logits_t.argmax(-1) == targets_t) & known).sum()
+            out["n_procedure"] = known.sum()
+            loss = loss + out["procedure_loss"]
+        out["loss"] = loss
+        return out
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        out = self._losses(batch)
+        bsz = batch["state"].shape[0]
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=bsz)
+        self.log("train/action_loss", out["action_loss"], batch_size=bsz)
+        if "procedure_loss" in out:
+            self.log("train/procedure_loss", out["procedure_loss"], batch_size=bsz)
+        return out["loss"]
+
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        out = self._losses(batch)
+        bsz = batch["state"].shape[0]
+        self.log(f"{stage}/loss", out["loss"], sync_dist=True, batch_size=bsz)
+        n_act = int(out["n_actions"])
+        if n_act:
+            self.log(f"{stage}/action_acc", out["action_correct"] / n_act, sync_dist=True, batch_size=n_act)
+        if "n_procedure" in out and int(out["n_procedure"]):
+            n = int(out["n_procedure"])
+            self.log(f"{stage}/procedure_token_acc", out["procedure_correct"] / n, sync_dist=True, batch_size=n)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        warmup = max(1, self.hparams.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(self, state: Tensor, stop_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+            max_procedure_steps: int = 64) -> tuple[Tensor, Generation | None]:
+        """Greedy actions (B,) for state tokens (B, H, W), and the generated procedure (pc only)."""
+        if self.variant == "pc":
+            gen = self.net.generate(state, max_procedure_steps, stop_fn)
+            return gen.actions, gen
+        return self.net.act_from_state(state).argmax(-1), None
+
+    def generate_procedure(self, state: Tensor, stop_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+                           max_procedure_steps: int = 64) -> Generation:
+        """Imagined procedure for each state, whatever the variant (for Aux BC it is a side output)."""
+        return self.net.generate(state, max_procedure_steps, stop_fn)
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+__all__ = ["ProcedureCloner", "count_parameters"]
