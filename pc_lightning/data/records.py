@@ -11,7 +11,9 @@ and which block hosts the action query:
 A long procedure is cut into chunks of ``chunk_blocks`` input blocks. With attention
 window w a block's output depends on at most (w-1)*n_layers earlier blocks, so each
 chunk carries that many context blocks (inputs without targets) and every prediction
-equals the one of the full sequence.
+equals the one of the full sequence. So that every example trains the action, a pc
+chunk that does not reach x_L carries the tail of the procedure (x_L and its context)
+as a separate attention segment.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ class ProcedureDataset(Dataset):
             return {"state": state_t, "steps": torch.zeros(0, h, w, dtype=torch.long),
                     "targets": torch.zeros(0, h, w, dtype=torch.long),
                     "first_target": torch.full((h, w), IGNORE, dtype=torch.long),
-                    "action": torch.tensor(action), "action_host": torch.tensor(-1)}
+                    "segment": torch.zeros(0, dtype=torch.long), "action": torch.tensor(action), "action_host": torch.tensor(-1)}
         steps_t = torch.from_numpy(np.asarray(steps)).long()  # (L+1, H, W)
         last = len(steps_t) - 1
         lo, hi = max(0, j - self.context_blocks), min(last, j + self.chunk_blocks - 1)
@@ -142,13 +144,18 @@ class ProcedureDataset(Dataset):
         targets[own] = steps_t[j + 1 : hi + 1]
         if hi < last:
             targets[hi - lo] = steps_t[hi + 1]
-        first = steps_t[0] if j == 0 else torch.full((h, w), IGNORE, dtype=torch.long)
-        if self.variant == "pc":
-            host, act = (last - lo, action) if hi == last else (-1, IGNORE)
-        else:  # aux_bc: action at the state block, counted once per record
-            host, act = -1, (action if j == 0 else IGNORE)
+        first = steps_t[0]  # the state block predicts x_0 in every example: it is always there
+        segment = torch.zeros(len(inputs), dtype=torch.long)
+        if self.variant == "pc" and hi < last:
+            # Every example trains the action: append the procedure's tail (x_L and the
+            # context it depends on) as a second segment, which the chunk cannot see.
+            tail = steps_t[max(0, last - self.context_blocks) :]
+            inputs = torch.cat([inputs, tail])
+            targets = torch.cat([targets, torch.full_like(tail, IGNORE)])
+            segment = torch.cat([segment, torch.ones(len(tail), dtype=torch.long)])
+        host = len(inputs) - 1 if self.variant == "pc" else -1  # aux_bc: the state block
         return {"state": state_t, "steps": inputs, "targets": targets, "first_target": first,
-                "action": torch.tensor(act), "action_host": torch.tensor(host)}
+                "segment": segment, "action": torch.tensor(action), "action_host": torch.tensor(host)}
 
 
 def collate(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -159,15 +166,19 @@ def collate(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     steps = torch.zeros(bsz, k, h, w, dtype=torch.long)
     targets = torch.full((bsz, k, h, w), IGNORE, dtype=torch.long)
     valid = torch.zeros(bsz, k, dtype=torch.bool)
+    segment = torch.zeros(bsz, k, dtype=torch.long)
     for b, e in enumerate(examples):
         n = len(e["steps"])
         steps[b, :n] = e["steps"]
+        segment[b, :n] = e["segment"]
+        segment[b, n:] = e["segment"][-1] if n else 0
         targets[b, :n] = e["targets"]
         valid[b, :n] = True
     return {
         "state": torch.stack([e["state"] for e in examples]),  # (B, H, W)
         "steps": steps,  # (B, K, H, W)
         "step_valid": valid,  # (B, K)
+        "step_segment": segment,  # (B, K)
         "targets": targets,  # (B, K, H, W)
         "first_target": torch.stack([e["first_target"] for e in examples]),  # (B, H, W)
         "action": torch.stack([e["action"] for e in examples]),  # (B,)

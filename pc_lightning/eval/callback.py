@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
-from pc_lightning.eval.rollout import procedure_accuracy, run_episodes
+from pc_lightning.eval.rollout import PolicyWithMemory, procedure_accuracy, run_episodes
 
 
 class HeldOutEvaluation(Callback):
@@ -60,10 +60,8 @@ class HeldOutEvaluation(Callback):
             episodes = suite.episodes(rank, world)
             n_episodes = len(episodes.done)
 
-            def act(obs: torch.Tensor) -> torch.Tensor:
-                return pl_module.act(obs, suite.stop_fn, suite.max_procedure_steps)[0]
-
-            stats = run_episodes(episodes, act, pl_module.device)
+            policy = PolicyWithMemory(pl_module, n_episodes, suite.stop_fn, suite.max_procedure_steps)
+            stats = run_episodes(episodes, policy, pl_module.device)
             for stat, values in stats.items():
                 results[f"{name}/{stat}"] = self._mean(values, pl_module)
             seconds = time.perf_counter() - start

@@ -11,16 +11,42 @@ from torch import Tensor
 from pc_lightning.eval.suite import EpisodeBatch
 
 
-def run_episodes(episodes: EpisodeBatch, act: Callable[[Tensor], Tensor], device: torch.device | str = "cpu",
-                 max_rounds: int = 100_000) -> dict[str, np.ndarray]:
-    """Step every running episode with one batched policy call per round until all are done."""
+def run_episodes(episodes: EpisodeBatch, act: Callable[[Tensor, np.ndarray], Tensor],
+                 device: torch.device | str = "cpu", max_rounds: int = 100_000) -> dict[str, np.ndarray]:
+    """Step every running episode with one batched policy call per round until all are done.
+
+    ``act(obs, idx)`` gets the states (len(idx), H, W) of the running episodes ``idx``."""
     for _ in range(max_rounds):
         idx = np.flatnonzero(~episodes.done)
         if len(idx) == 0:
             break
         obs = torch.from_numpy(episodes.observe(idx)).long().to(device)
-        episodes.step(idx, act(obs).cpu().numpy())
+        episodes.step(idx, act(obs, idx).cpu().numpy())
     return episodes.stats()
+
+
+class PolicyWithMemory:
+    """A policy over E episodes that hands each episode's last procedure back to the model,
+    so a reusable procedure continues instead of restarting at every step."""
+
+    def __init__(self, module, n_episodes: int, stop_fn, max_procedure_steps: int, reuse: bool = True) -> None:
+        self.module = module
+        self.reuse = reuse
+        self.chains: list[Tensor | None] = [None] * n_episodes
+        self.stop_fn = stop_fn
+        self.max_procedure_steps = max_procedure_steps
+        self.forward_blocks = 0
+        self.actions = 0
+
+    def __call__(self, obs: Tensor, idx: np.ndarray) -> Tensor:
+        prefixes = [self.chains[i] for i in idx] if self.reuse else None
+        actions, gen = self.module.act(obs, self.stop_fn, self.max_procedure_steps, prefixes)
+        if gen is not None:
+            for j, i in enumerate(idx):
+                self.chains[i] = gen.chains[j]
+            self.forward_blocks += gen.forward_blocks
+        self.actions += len(idx)
+        return actions
 
 
 def procedure_accuracy(expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import lightning as L
@@ -23,16 +24,31 @@ class ProcedureCloner(L.LightningModule):
         d_model, n_heads, n_layers, d_ff, dropout: transformer size.
         window: step blocks each block attends to, itself included (1 = Markov,
             p(x_l | x_{l-1}, s)); None = all earlier blocks.
-        stem_kernel, stem_layers: convolutional token stem (locality; 1 = none).
+        stem_kernel, stem_layers: convolutional token stem (locality; kernel 1 = none).
         pos_emb: "none" (size-independent) or "sincos" (absolute 2-D).
-        lr, weight_decay, warmup_steps: AdamW with linear warm-up then constant.
+        rel_pos: 2-D ALiBi attention bias (relative, size-independent).
+        state_in_steps: add the step context's embedding to each step block, cell by cell.
+        steps_attend_state: step blocks attend to the context block too.
+        hide_from_steps: state tokens that step blocks never see (replaced by token 0 in
+            their *context*, the state as they see it), e.g. the maze's agent, whom the BFS
+            flood ignores. x_0 is predicted from the context and the action query reads the
+            full state. With window 1 a procedure then depends on the state only through
+            its context, so rollouts reuse it from one step to the next.
+        attn_sink: a learned key/value per layer that any query may attend to instead of content.
+        lr, weight_decay, warmup_steps: AdamW, linear warm-up, then cosine decay to
+            ``min_lr_ratio * lr`` at ``decay_steps`` (default: the trainer's max_steps;
+            constant if neither is set). Exact procedures need a very low loss, and the
+            decay is what gets there.
         action_loss_weight: weight of the action's cross-entropy against the procedure's.
     """
 
     def __init__(self, variant: str = "pc", spec: TokenSpec | None = None, d_model: int = 64, n_heads: int = 4,
                  n_layers: int = 2, d_ff: int = 256, dropout: float = 0.0, window: int | None = 1,
-                 stem_kernel: int = 3, stem_layers: int = 1, pos_emb: str = "none", lr: float = 3e-4,
-                 weight_decay: float = 0.0, warmup_steps: int = 50, action_loss_weight: float = 1.0) -> None:
+                 stem_kernel: int = 3, stem_layers: int = 1, pos_emb: str = "none", rel_pos: bool = True,
+                 state_in_steps: bool = True, steps_attend_state: bool = True,
+                 hide_from_steps: list[int] | None = None, attn_sink: bool = True, lr: float = 3e-4,
+                 weight_decay: float = 0.0, warmup_steps: int = 50, decay_steps: int | None = None,
+                 min_lr_ratio: float = 0.02, action_loss_weight: float = 1.0) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"model.variant must be one of {VARIANTS}, got {variant!r}")
@@ -43,7 +59,9 @@ class ProcedureCloner(L.LightningModule):
         self.net = ProcedureTransformer(TransformerConfig(
             state_vocab=spec.state_vocab, step_vocab=spec.step_vocab, action_vocab=spec.action_vocab,
             d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff, dropout=dropout, window=window,
-            stem_kernel=stem_kernel, stem_layers=stem_layers, pos_emb=pos_emb))
+            stem_kernel=stem_kernel, stem_layers=stem_layers, pos_emb=pos_emb, rel_pos=rel_pos,
+            state_in_steps=state_in_steps, steps_attend_state=steps_attend_state,
+            hide_from_steps=tuple(hide_from_steps or ()), attn_sink=attn_sink))
 
     @property
     def uses_procedure(self) -> bool:
@@ -53,7 +71,7 @@ class ProcedureCloner(L.LightningModule):
     def _losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         steps = batch["steps"] if self.uses_procedure else None
         state_logits, step_logits, action_logits = self.net(
-            batch["state"], steps, batch["step_valid"], batch["action_host"])
+            batch["state"], steps, batch["step_valid"], batch["action_host"], batch.get("step_segment"))
         out: dict[str, Tensor] = {}
         action_t = batch["action"]
         has_action = action_t != IGNORE
@@ -108,16 +126,33 @@ class ProcedureCloner(L.LightningModule):
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         warmup = max(1, self.hparams.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        total = self.hparams.decay_steps
+        if total is None and self._trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
+            total = self.trainer.max_steps
+        floor = self.hparams.min_lr_ratio
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if not total or total <= warmup:
+                return 1.0
+            progress = min(1.0, (step - warmup) / (total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ---------------------------------------------------------------- acting
     @torch.no_grad()
     def act(self, state: Tensor, stop_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
-            max_procedure_steps: int = 64) -> tuple[Tensor, Generation | None]:
-        """Greedy actions (B,) for state tokens (B, H, W), and the generated procedure (pc only)."""
+            max_procedure_steps: int = 64, prefixes: list[Tensor | None] | None = None
+            ) -> tuple[Tensor, Generation | None]:
+        """Greedy actions (B,) for state tokens (B, H, W), and the generated procedure (pc only).
+
+        ``prefixes``: each state's previous procedure in its episode (see
+        :meth:`ProcedureTransformer.generate`); used only where that is exact."""
         if self.variant == "pc":
-            gen = self.net.generate(state, max_procedure_steps, stop_fn)
+            gen = self.net.generate(state, max_procedure_steps, stop_fn, prefixes)
             return gen.actions, gen
         return self.net.act_from_state(state).argmax(-1), None
 

@@ -43,8 +43,17 @@ class TransformerConfig:
     stem_layers: int = 1
     state_in_steps: bool = True
     pos_emb: str = "none"
+    rel_pos: bool = True
+    state_in_steps: bool = True
+    steps_attend_state: bool = True
+    hide_from_steps: tuple[int, ...] = ()
+    attn_sink: bool = True
 
     def __post_init__(self) -> None:
+        self.hide_from_steps = tuple(self.hide_from_steps)
+        if any(not 0 < t < self.state_vocab for t in self.hide_from_steps):
+            raise ValueError(f"hide_from_steps must hold state tokens in 1..{self.state_vocab - 1}, "
+                             f"got {self.hide_from_steps}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.window is not None and self.window < 1:
@@ -99,6 +108,9 @@ class Layer(nn.Module):
         self.ln2 = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, d))
         self.drop = nn.Dropout(cfg.dropout)
+        # a learned key/value every query may attend to instead of content ("attention sink")
+        e = d // cfg.n_heads
+        self.sink = nn.Parameter(torch.zeros(2, 1, 1, cfg.n_heads, e)) if cfg.attn_sink else None
 
     def qkv(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         # h: (..., T, d) -> three (..., T, heads, d/heads)
@@ -106,10 +118,20 @@ class Layer(nn.Module):
         shape = (*h.shape[:-1], self.n_heads, h.shape[-1] // self.n_heads)
         return q.reshape(shape), k.reshape(shape), v.reshape(shape)
 
-    @staticmethod
-    def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-        # q: (M, Tq, h, e); k, v: (M, Tk, h, e); mask: (M, Tk) bool, True = visible
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+        # q: (M, Tq, h, e); k, v: (M, Tk, h, e); mask: (M, Tk) bool, True = visible;
+        # bias: (h, Tq, Tk) float, added to the attention logits
+        if self.sink is not None:
+            m = k.shape[0]
+            k = torch.cat([self.sink[0].expand(m, -1, -1, -1), k], 1)
+            v = torch.cat([self.sink[1].expand(m, -1, -1, -1), v], 1)
+            if mask is not None:
+                mask = torch.cat([mask.new_ones(m, 1), mask], 1)
+            if bias is not None:
+                bias = F.pad(bias, (1, 0))
         attn_mask = None if mask is None else mask[:, None, None, :]
+        if bias is not None:
+            attn_mask = bias[None] if attn_mask is None else bias[None].masked_fill(~attn_mask, float("-inf"))
         out = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attn_mask
         )  # (M, h, Tq, e)
@@ -118,6 +140,18 @@ class Layer(nn.Module):
     def finish(self, h: Tensor, att: Tensor) -> Tensor:
         h = h + self.drop(self.out_proj(att))
         return h + self.drop(self.mlp(self.ln2(h)))
+
+
+def distance_bias(h: int, w: int, n_heads: int, device: torch.device) -> Tensor:
+    """2-D ALiBi: head i adds -slope_i * (Manhattan distance) between cells, (heads, N, N).
+
+    Slopes run geometrically from 1 (local heads) to 1/2**(heads-1) (near-global heads).
+    A relative position: the same model runs on any grid size."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()
+    dist = (ys[:, None] - ys[None]).abs() + (xs[:, None] - xs[None]).abs()  # (N, N)
+    slopes = 2.0 ** -torch.arange(n_heads, device=device, dtype=torch.float32)
+    return -slopes[:, None, None] * dist[None].float()
 
 
 def windows(t: Tensor, w: int) -> Tensor:
@@ -136,8 +170,17 @@ class Generation:
     actions: Tensor  # (B,) long
     action_logits: Tensor  # (B, A)
     steps: Tensor  # (B, Lmax, H, W) long, -1 past each sequence's length
-    lengths: Tensor  # (B,) long: number of generated step blocks
+    lengths: Tensor  # (B,) long: number of step blocks up to the one hosting the action
     forward_blocks: int  # step blocks run through the network, summed over the batch
+    chains: list["Chain"]  # per sequence, every block generated so far (reusable as a prefix)
+
+
+@dataclass
+class Chain:
+    """Every block generated for one sequence, and the step context it was generated under."""
+
+    blocks: Tensor  # (L, H, W) long
+    context: Tensor  # (H, W) long, see ProcedureTransformer.step_context
 
 
 class ProcedureTransformer(nn.Module):
@@ -158,21 +201,50 @@ class ProcedureTransformer(nn.Module):
         self.step_head = nn.Linear(d, cfg.step_vocab)
         self.action_head = nn.Linear(d, cfg.action_vocab)
 
+    @property
+    def reusable(self) -> bool:
+        """Whether a generated chain depends on the state only through :meth:`step_context`.
+
+        Step blocks see the state only as its context (the state with ``hide_from_steps``
+        tokens blanked: per cell, and as the context block they attend to). With window 1,
+        x_{l+1} = f(x_l, context), so states with the same context share the whole greedy
+        chain, and a rollout continues the previous step's procedure instead of starting
+        again (in a maze the context hides the agent, the one thing that moves)."""
+        return self.cfg.window == 1
+
+    def step_context(self, state: Tensor) -> Tensor:
+        """The state as step blocks see it per cell: ``hide_from_steps`` tokens become token 0."""
+        for t in self.cfg.hide_from_steps:
+            state = state.masked_fill(state == t, 0)
+        return state
+
     # ----------------------------------------------------------------- embeddings
     def _pos(self, h: int, w: int, device: torch.device) -> Tensor | float:
         return sincos_2d(h, w, self.cfg.d_model, device) if self.cfg.pos_emb == "sincos" else 0.0
+
+    def _bias(self, h: int, w: int, key_blocks: int, device: torch.device) -> Tensor | None:
+        """Relative-position bias of a block's queries over ``key_blocks`` grid blocks, (heads, N, k*N)."""
+        if not self.cfg.rel_pos:
+            return None
+        return distance_bias(h, w, self.cfg.n_heads, device).repeat(1, 1, key_blocks)
 
     def embed_state(self, state: Tensor) -> Tensor:
         # state: (B, H, W) -> (B, N, d)
         _, h, w = state.shape
         return self.state_stem(self.state_emb(state) + self._pos(h, w, state.device))
 
-    def embed_steps(self, steps: Tensor, state: Tensor) -> Tensor:
-        # steps: (B, K, H, W), state: (B, H, W) -> (B, K, N, d)
+    def embed_steps(self, steps: Tensor, state: Tensor, host: Tensor | None = None) -> Tensor:
+        # steps: (B, K, H, W), state: (B, H, W), host: (B, K) bool -> (B, K, N, d)
+        # Each block sees the state's context per cell; the block hosting the action query
+        # sees the full state (in a maze: where the agent stands, to read its action there).
         b, k, h, w = steps.shape
         e = self.step_emb(steps) + self._pos(h, w, steps.device)  # (B, K, H, W, d)
         if self.state_in_step_emb is not None:
-            e = e + self.state_in_step_emb(state)[:, None]
+            ctx = self.state_in_step_emb(self.step_context(state))[:, None]  # (B, 1, H, W, d)
+            if host is not None and self.cfg.hide_from_steps:
+                full = self.state_in_step_emb(state)[:, None]
+                ctx = torch.where(host[:, :, None, None, None], full, ctx)
+            e = e + ctx
         return self.step_stem(e.reshape(b * k, h, w, -1)).reshape(b, k, h * w, -1)
 
     # ----------------------------------------------------------------- teacher forcing
@@ -182,62 +254,82 @@ class ProcedureTransformer(nn.Module):
         steps: Tensor | None = None,
         step_valid: Tensor | None = None,
         action_host: Tensor | None = None,
+        step_segment: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         """Teacher-forced pass.
 
         state (B, H, W); steps (B, K, H, W) or None; step_valid (B, K) bool (padding
-        blocks False); action_host (B,) long, -1 for the state block or a step index.
+        blocks False); action_host (B,) long, -1 for the state block or a step index;
+        step_segment (B, K) long, non-decreasing: a block never sees a block of another
+        segment (several independent pieces of procedure can share one example).
         Returns logits: from the state block (B, N, Vx) predicting step 0, from the step
         blocks (B, K, N, Vx) predicting the next step, and the action (B, A).
         """
-        bsz = state.shape[0]
-        n = state.shape[1] * state.shape[2]
+        bsz, h, w_grid = state.shape
+        n = h * w_grid
+        dev = state.device
+        see_state = self.cfg.steps_attend_state
+        separate_context = bool(self.cfg.hide_from_steps)
         hs = self.embed_state(state)  # (B, N, d)
+        hc = self.embed_state(self.step_context(state)) if separate_context else None  # (B, N, d)
         hq = self.action_query.expand(bsz, 1, -1)  # (B, 1, d)
         if action_host is None:
-            action_host = torch.full((bsz,), -1, dtype=torch.long, device=state.device)
+            action_host = torch.full((bsz,), -1, dtype=torch.long, device=dev)
+        state_bias = self._bias(h, w_grid, 1, dev)
         hx = None
         if steps is not None and steps.shape[1] > 0:
-            hx = self.embed_steps(steps, state)  # (B, K, N, d)
             k_blocks = steps.shape[1]
+            is_host = torch.arange(k_blocks, device=dev)[None] == action_host[:, None]  # (B, K)
+            hx = self.embed_steps(steps, state, is_host)  # (B, K, N, d)
             w = k_blocks if self.cfg.window is None else min(self.cfg.window, k_blocks)
             if step_valid is None:
-                step_valid = torch.ones(bsz, k_blocks, dtype=torch.bool, device=state.device)
-            win_valid = windows(step_valid, w).repeat_interleave(n, dim=2)  # (B, K, w*N)
-            step_mask = torch.cat([win_valid.new_ones(bsz, k_blocks, n), win_valid], dim=2)
-            step_mask = None if bool(step_mask.all()) else step_mask.flatten(0, 1)  # (B*K, (1+w)N)
-            ar = torch.arange(bsz, device=state.device)
+                step_valid = torch.ones(bsz, k_blocks, dtype=torch.bool, device=dev)
+            win_valid = windows(step_valid, w)  # (B, K, w)
+            if step_segment is not None:
+                win_valid = win_valid & (windows(step_segment, w) == step_segment[:, :, None])
+            win_valid = win_valid.repeat_interleave(n, dim=2)  # (B, K, w*N)
+            step_mask = win_valid
+            if see_state:
+                step_mask = torch.cat([win_valid.new_ones(bsz, k_blocks, n), win_valid], dim=2)
+            step_mask = None if bool(step_mask.all()) else step_mask.flatten(0, 1)  # (B*K, keys)
+            step_bias = self._bias(h, w_grid, w + int(see_state), dev)
+            ar = torch.arange(bsz, device=dev)
             host = action_host.clamp(min=0)
             host_valid = win_valid[ar, host] & (action_host >= 0)[:, None]  # (B, w*N)
-        else:
-            host_valid = None
 
         for layer in self.layers:
             qs, ks, vs = layer.qkv(hs)  # (B, N, h, e)
             qq, kq, vq = layer.qkv(hq)  # (B, 1, h, e)
+            if separate_context:
+                qc, kc, vc = layer.qkv(hc)
+                hc = layer.finish(hc, layer.attend(qc, kc, vc, None, state_bias))
+            else:
+                kc, vc = ks, vs
             q_keys, q_vals = [ks], [vs]
-            q_mask = [torch.ones(bsz, n, dtype=torch.bool, device=state.device)]
+            q_mask = [torch.ones(bsz, n, dtype=torch.bool, device=dev)]
             if hx is not None:
                 qx, kx, vx = layer.qkv(hx)  # (B, K, N, h, e)
                 kw = windows(kx, w).flatten(2, 3)  # (B, K, w*N, h, e)
                 vw = windows(vx, w).flatten(2, 3)
-                keys = torch.cat([ks[:, None].expand(-1, k_blocks, -1, -1, -1), kw], dim=2)
-                vals = torch.cat([vs[:, None].expand(-1, k_blocks, -1, -1, -1), vw], dim=2)
-                att_x = layer.attend(qx.flatten(0, 1), keys.flatten(0, 1), vals.flatten(0, 1), step_mask)
+                keys, vals = kw, vw
+                if see_state:
+                    keys = torch.cat([kc[:, None].expand(-1, k_blocks, -1, -1, -1), kw], dim=2)
+                    vals = torch.cat([vc[:, None].expand(-1, k_blocks, -1, -1, -1), vw], dim=2)
+                att_x = layer.attend(qx.flatten(0, 1), keys.flatten(0, 1), vals.flatten(0, 1), step_mask, step_bias)
                 q_keys.append(kw[ar, host])
                 q_vals.append(vw[ar, host])
                 q_mask.append(host_valid)
             q_keys.append(kq)
             q_vals.append(vq)
-            q_mask.append(torch.ones(bsz, 1, dtype=torch.bool, device=state.device))
+            q_mask.append(torch.ones(bsz, 1, dtype=torch.bool, device=dev))
             att_q = layer.attend(qq, torch.cat(q_keys, 1), torch.cat(q_vals, 1), torch.cat(q_mask, 1))
-            att_s = layer.attend(qs, ks, vs)
+            att_s = layer.attend(qs, ks, vs, None, state_bias)
             hs = layer.finish(hs, att_s)
             hq = layer.finish(hq, att_q)
             if hx is not None:
                 hx = layer.finish(hx, att_x.reshape(hx.shape))
 
-        state_logits = self.step_head(self.ln_f(hs))  # (B, N, Vx)
+        state_logits = self.step_head(self.ln_f(hc if separate_context else hs))  # (B, N, Vx)
         step_logits = None if hx is None else self.step_head(self.ln_f(hx))  # (B, K, N, Vx)
         action_logits = self.action_head(self.ln_f(hq[:, 0]))  # (B, A)
         return state_logits, step_logits, action_logits
@@ -245,11 +337,13 @@ class ProcedureTransformer(nn.Module):
     # ----------------------------------------------------------------- generation
     def _state_pass(self, state: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         """State block through all layers: its output (B, N, d) and per-layer keys/values."""
+        _, h, w = state.shape
+        bias = self._bias(h, w, 1, state.device)
         hs = self.embed_state(state)
         kv = []
         for layer in self.layers:
             q, k, v = layer.qkv(hs)
-            hs = layer.finish(hs, layer.attend(q, k, v))
+            hs = layer.finish(hs, layer.attend(q, k, v, None, bias))
             kv.append((k, v))
         return hs, kv
 
@@ -262,6 +356,22 @@ class ProcedureTransformer(nn.Module):
             hq = layer.finish(hq, layer.attend(q, torch.cat([k, kq], 1), torch.cat([v, vq], 1)))
         return self.action_head(self.ln_f(hq[:, 0]))
 
+    def _host_context(self, x: Tensor, state: Tensor, state_kv, context_kv, cache, bias) -> list[tuple[Tensor, Tensor]]:
+        """Per-layer keys/values the action query sees when block ``x`` hosts it: the block
+        run again, embedded with the full state, after the same context and cache."""
+        hx = self.embed_steps(x[:, None], state, torch.ones(len(x), 1, dtype=torch.bool, device=x.device))[:, 0]
+        out = []
+        for i, layer in enumerate(self.layers):
+            q, k, v = layer.qkv(hx)
+            own_k = torch.cat([c[0] for c in cache[i]] + [k], 1)
+            own_v = torch.cat([c[1] for c in cache[i]] + [v], 1)
+            see = self.cfg.steps_attend_state
+            keys = torch.cat([context_kv[i][0], own_k], 1) if see else own_k
+            vals = torch.cat([context_kv[i][1], own_v], 1) if see else own_v
+            hx = layer.finish(hx, layer.attend(q, keys, vals, None, bias))
+            out.append((torch.cat([state_kv[i][0], own_k], 1), torch.cat([state_kv[i][1], own_v], 1)))
+        return out
+
     @torch.no_grad()
     def act_from_state(self, state: Tensor) -> Tensor:
         """Action logits (B, A) with the query hosted at the state block (BC, Aux BC)."""
@@ -269,7 +379,8 @@ class ProcedureTransformer(nn.Module):
         return self._query_pass(kv)
 
     @torch.no_grad()
-    def generate(self, state: Tensor, max_steps: int, stop_fn=None) -> Generation:
+    def generate(self, state: Tensor, max_steps: int, stop_fn=None,
+                 prefixes: list["Chain | None"] | None = None) -> Generation:
         """Greedy, KV-cached generation of x_0, x_1, ... then the action, batched over B.
 
         A sequence stops at the first block x_l for which ``stop_fn(state, x_l)`` is True
@@ -277,50 +388,95 @@ class ProcedureTransformer(nn.Module):
         decoding can never change again), or after ``max_steps`` blocks; its action is then
         read by the query hosted at x_l. Finished sequences leave the batch, so late rounds
         cost only what is still running.
+
+        ``prefixes`` (with a :attr:`reusable` model): per sequence, a chain this model
+        generated before (``Generation.chains``). Where it starts with this state's x_0 it
+        is this state's chain too, so generation resumes after it, or stops inside it,
+        with exactly the result of generating from scratch.
         """
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         bsz, h, w_grid = state.shape
-        device = state.device
+        n = h * w_grid
+        dev = state.device
         window = self.cfg.window
-        hs, state_kv = self._state_pass(state)
-        x = self.step_head(self.ln_f(hs)).argmax(-1).reshape(bsz, h, w_grid)  # x_0, (B, H, W)
+        see_state = self.cfg.steps_attend_state
+        contexts = self.step_context(state)  # (B, H, W)
+        hs, state_kv = self._state_pass(state)  # what the action query sees
+        if self.cfg.hide_from_steps:
+            hs, context_kv = self._state_pass(contexts)  # what step blocks see
+        else:
+            context_kv = state_kv
+        x0 = self.step_head(self.ln_f(hs)).argmax(-1).reshape(bsz, h, w_grid)  # (B, H, W)
 
-        actions = torch.zeros(bsz, dtype=torch.long, device=device)
-        action_logits = torch.zeros(bsz, self.cfg.action_vocab, device=device)
-        steps_out = torch.full((bsz, max_steps, h, w_grid), -1, dtype=torch.long, device=device)
-        lengths = torch.zeros(bsz, dtype=torch.long, device=device)
-        active = torch.arange(bsz, device=device)
+        steps_out = torch.full((bsz, max_steps, h, w_grid), -1, dtype=torch.long, device=dev)
+        x = x0.clone()
+        rounds = torch.zeros(bsz, dtype=torch.long, device=dev)  # index of the block in x
+        prev = torch.full_like(x0, -1)  # the block before x (-1: none)
+        forced = torch.zeros(bsz, dtype=torch.bool, device=dev)  # host the action at x, no more
+        if prefixes is not None and self.reusable:
+            for b, chain in enumerate(prefixes):
+                if chain is None or not torch.equal(chain.context, contexts[b]):
+                    continue
+                chain = chain.blocks[:max_steps]
+                c = len(chain)
+                stops = torch.zeros(c, dtype=torch.bool, device=dev)
+                if stop_fn is not None:
+                    stops |= stop_fn(state[b : b + 1].expand(c, -1, -1), chain).to(dev)
+                stops[1:] |= (chain[1:] == chain[:-1]).flatten(1).all(1)
+                stops[max_steps - 1 :] = True
+                hit = torch.nonzero(stops)
+                last = int(hit[0]) if len(hit) else c - 1  # stop inside, or resume at the end
+                steps_out[b, :last] = chain[:last]
+                x[b], rounds[b], forced[b] = chain[last], last, len(hit) > 0
+                if last > 0:
+                    prev[b] = chain[last - 1]
+        step_bias = self._bias(h, w_grid, 1 + int(see_state), dev) if window == 1 else None
+
+        actions = torch.zeros(bsz, dtype=torch.long, device=dev)
+        action_logits = torch.zeros(bsz, self.cfg.action_vocab, device=dev)
+        lengths = torch.zeros(bsz, dtype=torch.long, device=dev)
+        active = torch.arange(bsz, device=dev)
         cache: list[list[tuple[Tensor, Tensor]]] = [[] for _ in self.layers]  # previous blocks
-        repeats = torch.zeros(bsz, dtype=torch.long, device=device)  # consecutive equal blocks
-        prev = None
+        repeats = torch.zeros(bsz, dtype=torch.long, device=dev)  # consecutive equal blocks
         forward_blocks = 0
-        for l in range(max_steps):
+        for _ in range(max_steps):
             st = state[active]
             hx = self.embed_steps(x[:, None], st)[:, 0]  # (Ba, N, d)
             forward_blocks += len(active)
+            n_keys = 1 + len(cache[0]) + int(see_state)
+            bias = step_bias if step_bias is not None else self._bias(h, w_grid, n_keys, dev)
             context = []  # per layer, keys/values the query hosted here would see
+            before = [list(c) for c in cache]  # the window before this block
             for i, layer in enumerate(self.layers):
                 q, k, v = layer.qkv(hx)
-                keys = torch.cat([state_kv[i][0]] + [c[0] for c in cache[i]] + [k], 1)
-                vals = torch.cat([state_kv[i][1]] + [c[1] for c in cache[i]] + [v], 1)
-                hx = layer.finish(hx, layer.attend(q, keys, vals))
-                context.append((keys, vals))
+                own_k = torch.cat([c[0] for c in cache[i]] + [k], 1)  # window blocks, (Ba, w*N, h, e)
+                own_v = torch.cat([c[1] for c in cache[i]] + [v], 1)
+                keys = torch.cat([context_kv[i][0], own_k], 1) if see_state else own_k
+                vals = torch.cat([context_kv[i][1], own_v], 1) if see_state else own_v
+                hx = layer.finish(hx, layer.attend(q, keys, vals, None, bias))
+                context.append((torch.cat([state_kv[i][0], own_k], 1), torch.cat([state_kv[i][1], own_v], 1)))
                 if window is None:
                     cache[i] = cache[i] + [(k, v)]
                 elif window > 1:
                     cache[i] = (cache[i] + [(k, v)])[-(window - 1) :]
-            steps_out[active, l] = x
-            lengths[active] = l + 1
-            if prev is not None:
-                repeats = torch.where((x == prev).flatten(1).all(1), repeats + 1, torch.zeros_like(repeats))
-            stop = repeats >= (window if window is not None else max_steps + 1)
+            steps_out[active, rounds] = x
+            lengths[active] = rounds + 1
+            same = (x == prev).flatten(1).all(1)
+            repeats = torch.where(same, repeats + 1, torch.zeros_like(repeats))
+            stop = forced | (repeats >= (window if window is not None else max_steps + 1))
+            stop |= rounds >= max_steps - 1
             if stop_fn is not None:
-                stop = stop | stop_fn(st, x).to(device)
-            if l == max_steps - 1:
-                stop = torch.ones_like(stop)
+                stop |= stop_fn(st, x).to(dev)
             if stop.any():
-                logits = self._query_pass([(k[stop], v[stop]) for k, v in context])
+                if self.cfg.hide_from_steps and self.state_in_step_emb is not None:
+                    context = self._host_context(x[stop], st[stop], [(k[stop], v[stop]) for k, v in state_kv],
+                                                 [(k[stop], v[stop]) for k, v in context_kv],
+                                                 [[(k[stop], v[stop]) for k, v in c] for c in before], bias)
+                    forward_blocks += int(stop.sum())
+                else:
+                    context = [(k[stop], v[stop]) for k, v in context]
+                logits = self._query_pass(context)
                 action_logits[active[stop]] = logits.float()
                 actions[active[stop]] = logits.argmax(-1)
             keep = ~stop
@@ -328,6 +484,16 @@ class ProcedureTransformer(nn.Module):
                 break
             nxt = self.step_head(self.ln_f(hx[keep])).argmax(-1).reshape(-1, h, w_grid)
             active, prev, x, repeats = active[keep], x[keep], nxt, repeats[keep]
+            rounds, forced = rounds[keep] + 1, forced[keep]
             state_kv = [(k[keep], v[keep]) for k, v in state_kv]
+            context_kv = [(k[keep], v[keep]) for k, v in context_kv] if self.cfg.hide_from_steps else state_kv
             cache = [[(k[keep], v[keep]) for k, v in c] for c in cache]
-        return Generation(actions, action_logits, steps_out[:, : int(lengths.max())], lengths, forward_blocks)
+        chains = []
+        for b in range(bsz):
+            own = steps_out[b, : int(lengths[b])]
+            old = prefixes[b] if prefixes is not None else None
+            if old is not None and len(old.blocks) > len(own) and self.reusable \
+                    and torch.equal(old.context, contexts[b]):
+                own = old.blocks  # a longer chain already known: keep all of it
+            chains.append(Chain(own, contexts[b]))
+        return Generation(actions, action_logits, steps_out[:, : int(lengths.max())], lengths, forward_blocks, chains)

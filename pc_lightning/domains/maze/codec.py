@@ -1,8 +1,10 @@
 """Token vocabularies of the maze domain, rendering, and symmetry augmentation.
 
 State block (H x W): FREE, WALL, GOAL, AGENT per cell.
-Step block x_l (H x W): UNREACHED, AT_GOAL, or ``action_token(a)`` for a cell reached
-by round l whose optimal action is a (0 up, 1 down, 2 left, 3 right).
+Step block x_l (H x W): BLOCKED for a wall, UNREACHED, AT_GOAL, or ``action_token(a)``
+for a cell reached by round l whose optimal action is a (0 up, 1 down, 2 left, 3 right).
+Walls are copied into every map so that a map alone determines the next BFS round: the
+procedure is then Markov in x, and a rollout can reuse it from one step to the next.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pc_lightning.domains.maze.env import ACTION_OFFSETS, N_ACTIONS
 FREE, WALL, GOAL, AGENT = 0, 1, 2, 3
 STATE_VOCAB = 4
 UNREACHED, AT_GOAL = 0, 1
-STEP_VOCAB = 2 + N_ACTIONS
+BLOCKED = 2 + N_ACTIONS
+STEP_VOCAB = 3 + N_ACTIONS
 
 
 def action_token(action: np.ndarray | int) -> np.ndarray | int:
@@ -65,7 +68,7 @@ def dihedral_augment(state: np.ndarray, steps: np.ndarray, action: int,
     t = int(rng.integers(8))
     perm = _PERMS[t]
     token_map = np.arange(STEP_VOCAB, dtype=np.uint8)
-    token_map[2:] = action_token(perm)
+    token_map[2 : 2 + N_ACTIONS] = action_token(perm)
     return (np.ascontiguousarray(_dihedral(state, t)),
             np.ascontiguousarray(token_map[_dihedral(steps, t)]), int(perm[action]))
 
@@ -73,7 +76,7 @@ def dihedral_augment(state: np.ndarray, steps: np.ndarray, action: int,
 # ------------------------------------------------------------------ rendering
 _STATE_RGB = np.array([[235, 235, 235], [30, 30, 30], [40, 170, 60], [40, 90, 220]], dtype=np.uint8)
 _STEP_RGB = np.array([[235, 235, 235], [40, 170, 60], [230, 120, 40], [200, 60, 160], [60, 170, 190],
-                      [210, 190, 50]], dtype=np.uint8)
+                      [210, 190, 50], [30, 30, 30]], dtype=np.uint8)
 
 
 def render_grid(state: np.ndarray, step: np.ndarray | None = None, scale: int = 6) -> np.ndarray:

@@ -127,7 +127,7 @@ class MazeDataModule(ProcedureDataModule):
     """
 
     domain = "maze"
-    generator_version = "1"
+    generator_version = "2"
 
     def __init__(self, size: int = 16, n_train_mazes: int = 5, trajectories_per_maze: int = 4,
                  n_val_mazes: int = 5, val_trajectories_per_maze: int = 4, n_heldout_mazes: int = 20,

@@ -6,7 +6,7 @@ from collections import deque
 
 import numpy as np
 
-from pc_lightning.domains.maze.codec import AT_GOAL, UNREACHED, action_token
+from pc_lightning.domains.maze.codec import AT_GOAL, BLOCKED, UNREACHED, action_token
 from pc_lightning.domains.maze.env import ACTION_OFFSETS
 
 
@@ -45,12 +45,13 @@ def bfs_policy(dist: np.ndarray) -> np.ndarray:
     return policy
 
 
-def bfs_maps(dist: np.ndarray, policy: np.ndarray, rounds: int) -> np.ndarray:
+def bfs_maps(walls: np.ndarray, dist: np.ndarray, policy: np.ndarray, rounds: int) -> np.ndarray:
     """x_0..x_{rounds-1}: the map after each BFS round, (rounds, H, W) uint8 step tokens."""
     final = np.where(dist == 0, AT_GOAL, np.where(policy >= 0, action_token(policy), UNREACHED))
     reached_by = np.where(dist >= 0, dist, np.iinfo(np.int64).max)  # round that reaches a cell
     rounds_idx = np.arange(rounds)[:, None, None]
-    return np.where(reached_by[None] <= rounds_idx, final[None], UNREACHED).astype(np.uint8)
+    maps = np.where(reached_by[None] <= rounds_idx, final[None], UNREACHED)
+    return np.where(walls[None], BLOCKED, maps).astype(np.uint8)
 
 
 def bfs_procedure(walls: np.ndarray, goal: np.ndarray, agent: np.ndarray,
@@ -66,4 +67,4 @@ def bfs_procedure(walls: np.ndarray, goal: np.ndarray, agent: np.ndarray,
     if d <= 0:
         raise ValueError(f"agent {tuple(agent)} is at the goal or cannot reach it (distance {d})")
     policy = bfs_policy(dist)
-    return bfs_maps(dist, policy, d + 1), int(policy[agent[0], agent[1]])
+    return bfs_maps(walls, dist, policy, d + 1), int(policy[agent[0], agent[1]])

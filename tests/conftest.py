@@ -1,0 +1,36 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Overrides that shrink conf/maze*.yaml to a seconds-long run on 7x7 mazes.
+TINY = [
+    "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.max_time", "null",
+    "--trainer.enable_progress_bar", "false",
+    "--model.d_model", "16", "--model.n_heads", "2", "--model.d_ff", "32",
+    "--data.init_args.size", "7", "--data.init_args.n_train_mazes", "2", "--data.init_args.trajectories_per_maze", "2",
+    "--data.init_args.n_val_mazes", "1", "--data.init_args.val_trajectories_per_maze", "1",
+    "--data.init_args.n_heldout_mazes", "2", "--data.init_args.heldout_episodes_per_maze", "2",
+    "--data.init_args.train_eval_episodes_per_maze", "1", "--data.init_args.batch_size", "4",
+]
+
+
+def run_cli(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``pc-lightning`` in a subprocess (so DDP never re-launches pytest), data and logs in tmp_path."""
+    cmd = [sys.executable, "-m", "pc_lightning.cli", *args,
+           "--data.init_args.data_dir", str(tmp_path / "data"),
+           "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:], proc.stderr[-8000:])
+    return proc
+
+
+@pytest.fixture
+def cli(tmp_path):
+    return lambda args, **kw: run_cli(args, tmp_path, **kw)

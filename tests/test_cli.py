@@ -1,0 +1,81 @@
+"""Tiny end-to-end runs of the real command line, one subprocess each."""
+
+import re
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY
+
+METRICS = ["heldout/success_rate", "heldout/path_ratio", "train_envs/success_rate", "train/loss", "val/loss",
+           "val/action_acc"]
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    acc = EventAccumulator(str(run_dir)).Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def images(run_dir: Path) -> list[str]:
+    return EventAccumulator(str(run_dir)).Reload().Tags()["images"]
+
+
+@pytest.mark.parametrize("config", ["maze", "maze_bc", "maze_aux_bc", "maze_aug_bc"])
+def test_fit_every_variant(cli, tmp_path, config):
+    proc = cli(["fit", "--config", f"conf/{config}.yaml", *TINY])
+    assert proc.returncode == 0
+    run_dir = next((tmp_path / "runs").glob("*/version_0"))
+    values = scalars(run_dir)
+    for name in METRICS:
+        assert name in values, f"{name} not logged; got {sorted(values)}"
+    assert len(values["heldout/success_rate"]) == 2  # evaluated at steps 2 and 4
+    assert all(0.0 <= v <= 1.0 for v in values["heldout/success_rate"])
+    ckpts = {p.name for p in run_dir.glob("checkpoints/*.ckpt")}
+    assert {"last.ckpt", "best.ckpt"} <= ckpts
+    if config in ("maze", "maze_aux_bc"):
+        assert "heldout/procedure_acc" in values
+        assert any("procedure" in tag for tag in images(run_dir))
+    assert (tmp_path / "data").glob("maze-train-*.pt")
+
+
+def test_resume_and_test_a_checkpoint(cli, tmp_path):
+    assert cli(["fit", "--config", "conf/maze.yaml", *TINY]).returncode == 0
+    run_dir = tmp_path / "runs" / "maze_pc" / "version_0"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resumed = cli(["fit", "--config", "conf/maze.yaml", *TINY, "--trainer.max_steps", "6",
+                   "--ckpt_path", str(last)])
+    assert resumed.returncode == 0
+    steps = [int(s) for s in re.findall(r"step=(\d+)", "".join(p.name for p in (tmp_path / "runs").rglob("*.ckpt")))]
+    values = scalars(tmp_path / "runs" / "maze_pc" / "version_1")
+    assert len(values["heldout/success_rate"]) == 1, "resumed at step 4, evaluates once more at step 6"
+    tested = cli(["test", "--config", "conf/maze.yaml", *TINY, "--data.init_args.heldout_size", "10",
+                  "--ckpt_path", str(last)])
+    assert tested.returncode == 0
+    assert "heldout/success_rate" in tested.stdout
+    del steps
+
+
+def test_a_wrong_key_is_named(cli):
+    proc = cli(["fit", "--config", "conf/maze.yaml", "--model.d_modle", "8"])
+    assert proc.returncode != 0
+    assert "d_modle" in proc.stderr
+
+
+def test_a_wrong_type_is_named(cli):
+    proc = cli(["fit", "--config", "conf/maze.yaml", "--data.init_args.size", "sixteen"])
+    assert proc.returncode != 0
+    assert "size" in proc.stderr
+
+
+def test_a_bad_maze_size_is_explained(cli):
+    proc = cli(["fit", "--config", "conf/maze.yaml", *TINY, "--data.init_args.size", "12"])
+    assert proc.returncode != 0
+    assert "3k+1" in proc.stderr
+
+
+def test_ddp_two_processes_on_cpu(cli, tmp_path):
+    proc = cli(["fit", "--config", "conf/maze.yaml", *TINY, "--trainer.devices", "2", "--trainer.strategy", "ddp"])
+    assert proc.returncode == 0
+    values = scalars(next((tmp_path / "runs").glob("*/version_0")))
+    assert len(values["heldout/success_rate"]) == 2

@@ -1,0 +1,121 @@
+import pytest
+import torch
+
+from pc_lightning.model.transformer import ProcedureTransformer, TransformerConfig
+
+H = W = 5
+
+
+def make(window, **kw):
+    torch.manual_seed(0)
+    cfg = TransformerConfig(state_vocab=4, step_vocab=6, action_vocab=4, d_model=16, n_heads=2, n_layers=2,
+                            d_ff=32, window=window, **kw)
+    return ProcedureTransformer(cfg).eval()
+
+
+def batch(k=5, b=2):
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, 4, (b, H, W), generator=g), torch.randint(0, 6, (b, k, H, W), generator=g)
+
+
+@pytest.mark.parametrize("window", [1, 2, None])
+def test_later_blocks_do_not_change_earlier_logits(window):
+    net = make(window)
+    state, steps = batch()
+    s1, x1, _ = net(state, steps)
+    changed = steps.clone()
+    changed[:, 3] = (changed[:, 3] + 1) % 6
+    s2, x2, _ = net(state, changed)
+    assert torch.allclose(s1, s2)
+    assert torch.allclose(x1[:, :3], x2[:, :3], atol=1e-6)
+    assert not torch.allclose(x1[:, 3], x2[:, 3])
+
+
+def test_window_one_sees_only_the_previous_block_and_state():
+    net = make(1)
+    state, steps = batch()
+    _, x1, _ = net(state, steps)
+    changed = steps.clone()
+    changed[:, 1] = (changed[:, 1] + 1) % 6
+    _, x2, _ = net(state, changed)
+    assert torch.allclose(x1[:, 2:], x2[:, 2:], atol=1e-6)  # x_3.. predicted from x_2.. only
+    assert not torch.allclose(x1[:, 1], x2[:, 1])
+
+
+def test_window_two_reaches_back_through_layers():
+    net = make(2)  # receptive field (w-1)*n_layers = 2 blocks back
+    state, steps = batch()
+    _, x1, _ = net(state, steps)
+    changed = steps.clone()
+    changed[:, 0] = (changed[:, 0] + 1) % 6
+    _, x2, _ = net(state, changed)
+    assert not torch.allclose(x1[:, 2], x2[:, 2])
+    assert torch.allclose(x1[:, 3:], x2[:, 3:], atol=1e-6)
+
+
+def test_segments_do_not_see_each_other():
+    net = make(None)
+    state, steps = batch()
+    seg = torch.tensor([[0, 0, 0, 1, 1]] * 2)
+    _, x1, _ = net(state, steps, step_segment=seg)
+    _, x_alone, _ = net(state, steps[:, 3:])
+    assert torch.allclose(x1[:, 3:], x_alone, atol=1e-5)
+
+
+def test_action_query_sees_only_its_host():
+    net = make(1)
+    state, steps = batch()
+    host = torch.tensor([2, 2])
+    _, _, a1 = net(state, steps, action_host=host)
+    changed = steps.clone()
+    changed[:, 4] = (changed[:, 4] + 1) % 6  # after the host: invisible
+    _, _, a2 = net(state, changed, action_host=host)
+    assert torch.allclose(a1, a2, atol=1e-6)
+    changed[:, 2] = (changed[:, 2] + 1) % 6  # the host itself
+    _, _, a3 = net(state, changed, action_host=host)
+    assert not torch.allclose(a1, a3)
+    # hosted at the state block (BC, Aux BC) it never sees a step
+    _, _, b1 = net(state, steps, action_host=torch.tensor([-1, -1]))
+    assert torch.allclose(b1, net.act_from_state(state), atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [1, 2, None])
+def test_cached_generation_equals_full_forward(window):
+    net = make(window, pos_emb="sincos") if window == 2 else make(window)
+    state, _ = batch(b=4)
+    gen = net.generate(state, max_steps=6)
+    for i in range(4):
+        n = int(gen.lengths[i])
+        steps = gen.steps[i : i + 1, :n]
+        assert (steps >= 0).all()
+        s_logits, x_logits, a_logits = net(state[i : i + 1], steps, action_host=torch.tensor([n - 1]))
+        assert (s_logits.argmax(-1).reshape(1, H, W) == steps[:, 0]).all()
+        for l in range(n - 1):
+            assert (x_logits[0, l].argmax(-1).reshape(H, W) == steps[0, l + 1]).all()
+        assert torch.allclose(a_logits[0], gen.action_logits[i], atol=1e-4)
+        assert gen.actions[i] == a_logits[0].argmax()
+
+
+def test_generation_stops_by_rule_and_fixed_point():
+    net = make(1)
+    state, _ = batch(b=3)
+    calls = []
+
+    def stop_after_three(st, x):
+        calls.append(len(st))
+        return torch.full((len(st),), len(calls) >= 3)
+
+    gen = net.generate(state, max_steps=10, stop_fn=stop_after_three)
+    assert (gen.lengths <= 3).all()
+    free = net.generate(state, max_steps=50)
+    for i in range(3):  # a run that ends before max_steps ended on a repeated block
+        n = int(free.lengths[i])
+        if n < 50:
+            assert (free.steps[i, n - 1] == free.steps[i, n - 2]).all()
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="window"):
+        TransformerConfig(4, 6, 4, window=0)
+    with pytest.raises(ValueError, match="n_heads"):
+        TransformerConfig(4, 6, 4, d_model=10, n_heads=3)
