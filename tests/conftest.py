@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Overrides that shrink conf/maze*.yaml to a seconds-long run on 7x7 mazes.
 TINY = [
     "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.max_time", "null",
-    "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
     "--model.d_model", "16", "--model.n_heads", "2", "--model.d_ff", "32",
     "--data.init_args.size", "7", "--data.init_args.n_train_mazes", "2", "--data.init_args.trajectories_per_maze", "2",
     "--data.init_args.n_val_mazes", "1", "--data.init_args.val_trajectories_per_maze", "1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Callable
 
 import lightning as L
@@ -42,7 +43,7 @@ class ProcedureCloner(L.LightningModule):
         action_loss_weight: weight of the action's cross-entropy against the procedure's.
     """
 
-    def __init__(self, variant: str = "pc", spec: TokenSpec | None = None, d_model: int = 64, n_heads: int = 4,
+    def __init__(self, variant: str = "pc", spec: TokenSpec | dict | None = None, d_model: int = 64, n_heads: int = 4,
                  n_layers: int = 2, d_ff: int = 256, dropout: float = 0.0, window: int | None = 1,
                  stem_kernel: int = 3, stem_layers: int = 1, pos_emb: str = "none", rel_pos: bool = True,
                  state_in_steps: bool = True, steps_attend_state: bool = True,
@@ -54,7 +55,11 @@ class ProcedureCloner(L.LightningModule):
             raise ValueError(f"model.variant must be one of {VARIANTS}, got {variant!r}")
         if spec is None:
             raise ValueError("model.spec (token vocabularies) is required; the CLI links it from the DataModule")
-        self.save_hyperparameters()
+        if isinstance(spec, dict):
+            spec = TokenSpec(**spec)
+        self.spec = spec
+        self.save_hyperparameters(ignore=["spec"])
+        self.hparams["spec"] = asdict(spec)  # plain types: checkpoints load with weights_only=True
         self.variant = variant
         self.net = ProcedureTransformer(TransformerConfig(
             state_vocab=spec.state_vocab, step_vocab=spec.step_vocab, action_vocab=spec.action_vocab,
