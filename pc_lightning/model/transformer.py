@@ -269,7 +269,8 @@ class ProcedureTransformer(nn.Module):
         n = h * w_grid
         dev = state.device
         see_state = self.cfg.steps_attend_state
-        separate_context = bool(self.cfg.hide_from_steps)
+        has_steps = steps is not None and steps.shape[1] > 0
+        separate_context = bool(self.cfg.hide_from_steps) and has_steps  # BC needs no context
         hs = self.embed_state(state)  # (B, N, d)
         hc = self.embed_state(self.step_context(state)) if separate_context else None  # (B, N, d)
         hq = self.action_query.expand(bsz, 1, -1)  # (B, 1, d)
@@ -277,7 +278,7 @@ class ProcedureTransformer(nn.Module):
             action_host = torch.full((bsz,), -1, dtype=torch.long, device=dev)
         state_bias = self._bias(h, w_grid, 1, dev)
         hx = None
-        if steps is not None and steps.shape[1] > 0:
+        if has_steps:
             k_blocks = steps.shape[1]
             is_host = torch.arange(k_blocks, device=dev)[None] == action_host[:, None]  # (B, K)
             hx = self.embed_steps(steps, state, is_host)  # (B, K, N, d)

@@ -1,0 +1,62 @@
+import numpy as np
+import torch
+
+from pc_lightning.domains.maze import MazeDataModule
+from pc_lightning.domains.maze.datamodule import MazeSuite
+from pc_lightning.eval import PolicyWithMemory, procedure_accuracy, run_episodes
+from pc_lightning.model import ProcedureCloner
+
+
+def recorded(policy):
+    log = []
+
+    def act(obs, idx):
+        a = policy(obs, idx)
+        log.append((idx.copy(), a.clone()))
+        return a
+
+    return act, log
+
+
+def test_reusing_procedures_changes_nothing_but_the_cost():
+    torch.manual_seed(0)
+    model = ProcedureCloner(spec=MazeDataModule().spec, d_model=16, n_heads=2, d_ff=32, hide_from_steps=[3]).eval()
+    suite = MazeSuite([2_000_000, 2_000_001], 7, 0.1, episodes_per_maze=3, episode_seed=1)
+    runs = {}
+    for reuse in (True, False):
+        policy = PolicyWithMemory(model, len(suite), suite.stop_fn, suite.max_procedure_steps, reuse=reuse)
+        act, log = recorded(policy)
+        stats = run_episodes(suite.episodes(), act)
+        runs[reuse] = (stats, log, policy.forward_blocks)
+    (s1, log1, cost1), (s2, log2, cost2) = runs[True], runs[False]
+    assert len(log1) == len(log2)
+    for (i1, a1), (i2, a2) in zip(log1, log2):
+        assert (i1 == i2).all() and torch.equal(a1, a2)
+    assert all(np.array_equal(s1[k], s2[k]) for k in s1)
+    assert cost1 < cost2 / 2  # and it does save work
+
+
+def test_an_expert_policy_solves_every_episode():
+    suite = MazeSuite([2_000_000, 2_000_001], 10, 0.1, episodes_per_maze=4, episode_seed=1)
+    episodes = suite.episodes()
+    from pc_lightning.domains.maze.codec import AGENT, GOAL, WALL
+    from pc_lightning.domains.maze.expert import bfs_procedure
+
+    def expert(obs, idx):
+        acts = []
+        for s in obs.numpy():
+            _, a = bfs_procedure(s == WALL, np.argwhere(s == GOAL)[0], np.argwhere(s == AGENT)[0])
+            acts.append(a)
+        return torch.tensor(acts)
+
+    stats = run_episodes(episodes, expert)
+    assert stats["success_rate"].mean() == 1.0
+    assert np.allclose(stats["path_ratio"], 1.0)
+
+
+def test_procedure_accuracy_counts_exact_steps():
+    expert = [np.zeros((3, 2, 2), dtype=np.uint8)]
+    gen = torch.zeros(1, 4, 2, 2, dtype=torch.long)
+    gen[0, 1, 0, 0] = 1
+    assert procedure_accuracy(expert, gen, torch.tensor([4]))[0] == 2 / 3
+    assert procedure_accuracy(expert, gen, torch.tensor([1]))[0] == 1 / 3
