@@ -87,9 +87,9 @@ class HeldOutEvaluation(Callback):
     def _mean(values: np.ndarray, pl_module: L.LightningModule) -> float:
         """Mean over all ranks' values (NaN if there are none anywhere)."""
         metric = MeanMetric(nan_strategy="ignore").to(pl_module.device)
-        if len(values):
-            metric.update(torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=torch.float32,
-                                          device=pl_module.device))
+        # update even with no values: every rank must take part in compute()'s all-gather
+        metric.update(torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=torch.float32,
+                                      device=pl_module.device))
         value = metric.compute()
         return float(value)
 

@@ -181,6 +181,7 @@ class Chain:
 
     blocks: Tensor  # (L, H, W) long
     context: Tensor  # (H, W) long, see ProcedureTransformer.step_context
+    context_kv: list[tuple[Tensor, Tensor]] | None = None  # per layer, the context block's (N, h, e) keys/values
 
 
 class ProcedureTransformer(nn.Module):
@@ -348,6 +349,27 @@ class ProcedureTransformer(nn.Module):
             kv.append((k, v))
         return hs, kv
 
+    def _context_pass(self, contexts: Tensor, prefixes: list["Chain | None"] | None
+                      ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """x_0 (B, H, W) and the context block's per-layer keys/values, taken from each
+        sequence's chain where it was made under the same context, computed elsewhere."""
+        bsz, h, w = contexts.shape
+        cached = [b for b in range(bsz) if prefixes is not None and prefixes[b] is not None and self.reusable
+                  and prefixes[b].context_kv is not None and torch.equal(prefixes[b].context, contexts[b])]
+        if not cached:
+            hc, kv = self._state_pass(contexts)
+            return self.step_head(self.ln_f(hc)).argmax(-1).reshape(bsz, h, w), kv
+        todo = [b for b in range(bsz) if b not in set(cached)]
+        x0 = torch.stack([prefixes[b].blocks[0] if b in set(cached) else contexts[b] for b in range(bsz)])
+        kv = [(torch.stack([prefixes[b].context_kv[i][0] for b in cached]),
+               torch.stack([prefixes[b].context_kv[i][1] for b in cached])) for i in range(len(self.layers))]
+        if todo:
+            hc, fresh = self._state_pass(contexts[todo])
+            x0[todo] = self.step_head(self.ln_f(hc)).argmax(-1).reshape(len(todo), h, w)
+            order = torch.tensor(cached + todo, device=contexts.device).argsort()
+            kv = [(torch.cat([k, fk])[order], torch.cat([v, fv])[order]) for (k, v), (fk, fv) in zip(kv, fresh)]
+        return x0, kv
+
     def _query_pass(self, context: list[tuple[Tensor, Tensor]]) -> Tensor:
         """Action query over per-layer context keys/values (M, T, h, e): action logits (M, A)."""
         m = context[0][0].shape[0]
@@ -404,12 +426,13 @@ class ProcedureTransformer(nn.Module):
         see_state = self.cfg.steps_attend_state
         contexts = self.step_context(state)  # (B, H, W)
         hs, state_kv = self._state_pass(state)  # what the action query sees
-        if self.cfg.hide_from_steps:
-            hs, context_kv = self._state_pass(contexts)  # what step blocks see
+        if self.cfg.hide_from_steps:  # what step blocks see: the context block
+            x0, context_kv = self._context_pass(contexts, prefixes)
         else:
             context_kv = state_kv
-        x0 = self.step_head(self.ln_f(hs)).argmax(-1).reshape(bsz, h, w_grid)  # (B, H, W)
+            x0 = self.step_head(self.ln_f(hs)).argmax(-1).reshape(bsz, h, w_grid)  # (B, H, W)
 
+        full_context_kv = context_kv
         steps_out = torch.full((bsz, max_steps, h, w_grid), -1, dtype=torch.long, device=dev)
         x = x0.clone()
         rounds = torch.zeros(bsz, dtype=torch.long, device=dev)  # index of the block in x
@@ -496,5 +519,6 @@ class ProcedureTransformer(nn.Module):
             if old is not None and len(old.blocks) > len(own) and self.reusable \
                     and torch.equal(old.context, contexts[b]):
                 own = old.blocks  # a longer chain already known: keep all of it
-            chains.append(Chain(own, contexts[b]))
+            kv = [(k[b], v[b]) for k, v in full_context_kv] if self.cfg.hide_from_steps else None
+            chains.append(Chain(own, contexts[b], kv))
         return Generation(actions, action_logits, steps_out[:, : int(lengths.max())], lengths, forward_blocks, chains)
