@@ -64,3 +64,20 @@ def test_aux_bc_hosts_the_action_at_the_state():
 def test_bad_variant_is_named():
     with pytest.raises(ValueError, match="variant"):
         ProcedureDataset(records(), "dagger")
+
+
+def test_maze_data_is_cached_by_hash_and_parallel_equals_serial(tmp_path):
+    from pc_lightning.domains.maze import MazeDataModule
+
+    kw = dict(size=7, n_train_mazes=3, trajectories_per_maze=2, n_val_mazes=1, val_trajectories_per_maze=1)
+    serial = MazeDataModule(data_dir=str(tmp_path / "a"), **kw)
+    serial.prepare_data()
+    parallel = MazeDataModule(data_dir=str(tmp_path / "b"), workers=2, **kw)
+    parallel.prepare_data()
+    assert serial.cache_path("train").name == parallel.cache_path("train").name  # workers do not change the data
+    a, b = ProcedureRecords.load(serial.cache_path("train")), ProcedureRecords.load(parallel.cache_path("train"))
+    assert all(torch.equal(getattr(a, k), getattr(b, k)) for k in a.__dict__)
+    other = MazeDataModule(data_dir=str(tmp_path / "a"), **{**kw, "trajectories_per_maze": 3})
+    assert other.cache_path("train") != serial.cache_path("train")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(
+        [serial.cache_path("train").name, serial.cache_path("val").name])

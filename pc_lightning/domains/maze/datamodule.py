@@ -24,8 +24,8 @@ def sample_goal_start(walls: np.ndarray, rng: np.random.Generator) -> tuple[np.n
     return cells[g], cells[s]
 
 
-def expert_trajectories(maze_seed: int, size: int, shortcut_prob: float, n_trajectories: int,
-                        group: int) -> tuple[list, list, list, list]:
+def expert_trajectories(maze_seed: int, group: int, size: int, shortcut_prob: float,
+                        n_trajectories: int) -> tuple[list, list, list, list]:
     """Every state the BFS expert visits on ``n_trajectories`` random (goal, start) pairs of one maze."""
     walls = tunnel_maze(size, maze_seed, shortcut_prob)
     rng = np.random.default_rng([maze_seed, 7])
@@ -40,6 +40,11 @@ def expert_trajectories(maze_seed: int, size: int, shortcut_prob: float, n_traje
             actions.append(a)
             agent = agent + np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])[a]
     return states, procedures, actions, [group] * len(states)
+
+
+def _star(args: tuple) -> tuple:
+    fn, *rest = args
+    return fn(*rest)
 
 
 class MazeSuite:
@@ -175,12 +180,13 @@ class MazeDataModule(ProcedureDataModule):
                 from multiprocessing import get_context
 
                 with get_context("spawn").Pool(self.workers) as pool:
-                    for part in pool.starmap(job, [(s, g) for g, s in enumerate(seeds)]):
+                    # imap keeps the order (groups stay aligned) and reports each maze as it ends
+                    for part in pool.imap(_star, [(job, s, g) for g, s in enumerate(seeds)]):
                         parts.append(part)
                         bar.update()
             else:
                 for g, s in enumerate(seeds):
-                    parts.append(job(s, group=g))
+                    parts.append(job(s, g))
                     bar.update()
         return ProcedureRecords.from_lists(*(sum((p[k] for p in parts), []) for k in range(4)))
 
