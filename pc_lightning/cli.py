@@ -12,6 +12,7 @@ vocabularies into the model.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import jsonargparse
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -21,6 +22,29 @@ from pc_lightning.model import ProcedureCloner
 
 
 class ProcedureCLI(LightningCLI):
+    def before_instantiate_classes(self) -> None:
+        """``--ckpt_path last``: resume the newest run of this config, logging into it.
+
+        Lightning looks for ``last`` only in the new run's own folder (a new TensorBoard
+        version), so on its own it would silently start from scratch."""
+        if self.subcommand is None:
+            return
+        cfg = self.config[self.subcommand]
+        if cfg.get("ckpt_path") != "last":
+            return
+        logger = cfg.trainer.get("logger")
+        args = getattr(logger, "init_args", None)
+        if args is None or args.get("save_dir") is None:
+            return  # not a TensorBoard-style logger: leave it to Lightning
+        run_root = Path(args.save_dir) / (args.get("name") or "lightning_logs")
+        found = sorted(run_root.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise SystemExit(f"--ckpt_path last: no {run_root}/version_*/checkpoints/last.ckpt to resume from")
+        cfg.ckpt_path = str(found[-1])
+        version = found[-1].parent.parent.name.removeprefix("version_")
+        args.version = int(version) if version.isdigit() else version
+        print(f"Resuming from {cfg.ckpt_path}", file=sys.stderr)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.variant", "data.init_args.variant")
         parser.link_arguments("model.window", "data.init_args.window")
@@ -42,4 +66,4 @@ def main(args: list[str] | None = None) -> ProcedureCLI:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -39,21 +39,25 @@ def test_fit_every_variant(cli, tmp_path, config):
     assert (tmp_path / "data").glob("maze-train-*.pt")
 
 
-def test_resume_and_test_a_checkpoint(cli, tmp_path):
+def test_resume_last_and_test_a_checkpoint(cli, tmp_path):
     assert cli(["fit", "--config", "conf/maze.yaml", *TINY]).returncode == 0
     run_dir = tmp_path / "runs" / "maze_pc" / "version_0"
-    last = run_dir / "checkpoints" / "last.ckpt"
-    resumed = cli(["fit", "--config", "conf/maze.yaml", *TINY, "--trainer.max_steps", "6",
-                   "--ckpt_path", str(last)])
+    resumed = cli(["fit", "--config", "conf/maze.yaml", *TINY, "--trainer.max_steps", "6", "--ckpt_path", "last"])
     assert resumed.returncode == 0
-    steps = [int(s) for s in re.findall(r"step=(\d+)", "".join(p.name for p in (tmp_path / "runs").rglob("*.ckpt")))]
-    values = scalars(tmp_path / "runs" / "maze_pc" / "version_1")
-    assert len(values["heldout/success_rate"]) == 1, "resumed at step 4, evaluates once more at step 6"
+    assert "Restored all states from the checkpoint" in resumed.stderr + resumed.stdout
+    assert not (tmp_path / "runs" / "maze_pc" / "version_1").exists(), "a resumed run logs into its own run"
+    steps = [e for e in scalars(run_dir)["heldout/success_rate"]]
+    assert len(steps) == 3, "evaluated at steps 2 and 4, then once more at 6 after resuming"
     tested = cli(["test", "--config", "conf/maze.yaml", *TINY, "--data.init_args.heldout_size", "10",
-                  "--ckpt_path", str(last)])
+                  "--ckpt_path", str(run_dir / "checkpoints" / "best.ckpt")])
     assert tested.returncode == 0
     assert "heldout/success_rate" in tested.stdout
-    del steps
+
+
+def test_resume_last_without_a_run_is_explained(cli):
+    proc = cli(["fit", "--config", "conf/maze.yaml", *TINY, "--ckpt_path", "last"])
+    assert proc.returncode != 0
+    assert "no" in proc.stderr and "last.ckpt" in proc.stderr
 
 
 def test_a_wrong_key_is_named(cli):
