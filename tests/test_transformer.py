@@ -119,3 +119,20 @@ def test_config_errors_name_the_field():
         TransformerConfig(4, 6, 4, window=0)
     with pytest.raises(ValueError, match="n_heads"):
         TransformerConfig(4, 6, 4, d_model=10, n_heads=3)
+
+
+@pytest.mark.parametrize("window", [1, 2])
+def test_cached_generation_with_hidden_agent_equals_full_forward(window):
+    """The maze setting: step blocks see the state without token 3, the host block sees it all;
+    with query_sees_state=False the query reads its host block only."""
+    for query_sees_state in (True, False):
+        net = make(window, hide_from_steps=(3,), query_sees_state=query_sees_state)
+        state, _ = batch(b=4)
+        gen = net.generate(state, max_steps=6)
+        for i in range(4):
+            n = int(gen.lengths[i])
+            _, _, a_logits = net(state[i : i + 1], gen.steps[i : i + 1, :n], action_host=torch.tensor([n - 1]))
+            assert torch.allclose(a_logits[0], gen.action_logits[i], atol=1e-4)
+        again = net.generate(state, max_steps=6, prefixes=gen.chains)
+        assert torch.allclose(again.action_logits, gen.action_logits, atol=1e-5)
+        assert torch.equal(again.lengths, gen.lengths)

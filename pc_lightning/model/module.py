@@ -36,6 +36,9 @@ class ProcedureCloner(L.LightningModule):
             full state. With window 1 a procedure then depends on the state only through
             its context, so rollouts reuse it from one step to the next.
         attn_sink: a learned key/value per layer that any query may attend to instead of content.
+        query_sees_state: the action query, hosted at a step block, also reads the state block.
+            False saves the state block's pass per action where the host block already shows
+            the full state (``hide_from_steps``).
         lr, weight_decay, warmup_steps: AdamW, linear warm-up, then cosine decay to
             ``min_lr_ratio * lr`` at ``decay_steps`` (default: the trainer's max_steps;
             constant if neither is set). Exact procedures need a very low loss, and the
@@ -47,7 +50,8 @@ class ProcedureCloner(L.LightningModule):
                  n_layers: int = 2, d_ff: int = 256, dropout: float = 0.0, window: int | None = 1,
                  stem_kernel: int = 3, stem_layers: int = 1, pos_emb: str = "none", rel_pos: bool = True,
                  state_in_steps: bool = True, steps_attend_state: bool = True,
-                 hide_from_steps: list[int] | None = None, attn_sink: bool = True, lr: float = 3e-4,
+                 hide_from_steps: list[int] | None = None, attn_sink: bool = True, query_sees_state: bool = True,
+                 lr: float = 3e-4,
                  weight_decay: float = 0.0, warmup_steps: int = 50, decay_steps: int | None = None,
                  min_lr_ratio: float = 0.02, action_loss_weight: float = 1.0) -> None:
         super().__init__()
@@ -66,7 +70,7 @@ class ProcedureCloner(L.LightningModule):
             d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff, dropout=dropout, window=window,
             stem_kernel=stem_kernel, stem_layers=stem_layers, pos_emb=pos_emb, rel_pos=rel_pos,
             state_in_steps=state_in_steps, steps_attend_state=steps_attend_state,
-            hide_from_steps=tuple(hide_from_steps or ()), attn_sink=attn_sink))
+            hide_from_steps=tuple(hide_from_steps or ()), attn_sink=attn_sink, query_sees_state=query_sees_state))
 
     @property
     def uses_procedure(self) -> bool:

@@ -48,6 +48,7 @@ class TransformerConfig:
     steps_attend_state: bool = True
     hide_from_steps: tuple[int, ...] = ()
     attn_sink: bool = True
+    query_sees_state: bool = True
 
     def __post_init__(self) -> None:
         self.hide_from_steps = tuple(self.hide_from_steps)
@@ -308,7 +309,10 @@ class ProcedureTransformer(nn.Module):
             else:
                 kc, vc = ks, vs
             q_keys, q_vals = [ks], [vs]
-            q_mask = [torch.ones(bsz, n, dtype=torch.bool, device=dev)]
+            sees_state = torch.ones(bsz, n, dtype=torch.bool, device=dev)
+            if not self.cfg.query_sees_state:  # hosted at a step block, it reads that block only
+                sees_state = sees_state & (action_host < 0)[:, None]
+            q_mask = [sees_state]
             if hx is not None:
                 qx, kx, vx = layer.qkv(hx)  # (B, K, N, h, e)
                 kw = windows(kx, w).flatten(2, 3)  # (B, K, w*N, h, e)
@@ -379,6 +383,13 @@ class ProcedureTransformer(nn.Module):
             hq = layer.finish(hq, layer.attend(q, torch.cat([k, kq], 1), torch.cat([v, vq], 1)))
         return self.action_head(self.ln_f(hq[:, 0]))
 
+    def _query_context(self, state_kv, i: int, own_k: Tensor, own_v: Tensor) -> tuple[Tensor, Tensor]:
+        """Layer i's keys/values for a query hosted at a step block: the state block (if the
+        query sees it) and the host's window."""
+        if not self.cfg.query_sees_state or state_kv is None:
+            return own_k, own_v
+        return torch.cat([state_kv[i][0], own_k], 1), torch.cat([state_kv[i][1], own_v], 1)
+
     def _host_context(self, x: Tensor, state: Tensor, state_kv, context_kv, cache, bias) -> list[tuple[Tensor, Tensor]]:
         """Per-layer keys/values the action query sees when block ``x`` hosts it: the block
         run again, embedded with the full state, after the same context and cache."""
@@ -392,7 +403,7 @@ class ProcedureTransformer(nn.Module):
             keys = torch.cat([context_kv[i][0], own_k], 1) if see else own_k
             vals = torch.cat([context_kv[i][1], own_v], 1) if see else own_v
             hx = layer.finish(hx, layer.attend(q, keys, vals, None, bias))
-            out.append((torch.cat([state_kv[i][0], own_k], 1), torch.cat([state_kv[i][1], own_v], 1)))
+            out.append(self._query_context(state_kv, i, own_k, own_v))
         return out
 
     @torch.no_grad()
@@ -425,7 +436,10 @@ class ProcedureTransformer(nn.Module):
         window = self.cfg.window
         see_state = self.cfg.steps_attend_state
         contexts = self.step_context(state)  # (B, H, W)
-        hs, state_kv = self._state_pass(state)  # what the action query sees
+        if self.cfg.query_sees_state or not self.cfg.hide_from_steps:
+            hs, state_kv = self._state_pass(state)  # what the action query sees
+        else:
+            state_kv = None  # the query reads its host block only: no state pass needed
         if self.cfg.hide_from_steps:  # what step blocks see: the context block
             x0, context_kv = self._context_pass(contexts, prefixes)
         else:
@@ -479,7 +493,7 @@ class ProcedureTransformer(nn.Module):
                 keys = torch.cat([context_kv[i][0], own_k], 1) if see_state else own_k
                 vals = torch.cat([context_kv[i][1], own_v], 1) if see_state else own_v
                 hx = layer.finish(hx, layer.attend(q, keys, vals, None, bias))
-                context.append((torch.cat([state_kv[i][0], own_k], 1), torch.cat([state_kv[i][1], own_v], 1)))
+                context.append(self._query_context(state_kv, i, own_k, own_v))
                 if window is None:
                     cache[i] = cache[i] + [(k, v)]
                 elif window > 1:
@@ -494,7 +508,8 @@ class ProcedureTransformer(nn.Module):
                 stop |= stop_fn(st, x).to(dev)
             if stop.any():
                 if self.cfg.hide_from_steps and self.state_in_step_emb is not None:
-                    context = self._host_context(x[stop], st[stop], [(k[stop], v[stop]) for k, v in state_kv],
+                    sub_state_kv = None if state_kv is None else [(k[stop], v[stop]) for k, v in state_kv]
+                    context = self._host_context(x[stop], st[stop], sub_state_kv,
                                                  [(k[stop], v[stop]) for k, v in context_kv],
                                                  [[(k[stop], v[stop]) for k, v in c] for c in before], bias)
                     forward_blocks += int(stop.sum())
@@ -509,7 +524,8 @@ class ProcedureTransformer(nn.Module):
             nxt = self.step_head(self.ln_f(hx[keep])).argmax(-1).reshape(-1, h, w_grid)
             active, prev, x, repeats = active[keep], x[keep], nxt, repeats[keep]
             rounds, forced = rounds[keep] + 1, forced[keep]
-            state_kv = [(k[keep], v[keep]) for k, v in state_kv]
+            if state_kv is not None:
+                state_kv = [(k[keep], v[keep]) for k, v in state_kv]
             context_kv = [(k[keep], v[keep]) for k, v in context_kv] if self.cfg.hide_from_steps else state_kv
             cache = [[(k[keep], v[keep]) for k, v in c] for c in cache]
         chains = []
