@@ -390,21 +390,23 @@ class ProcedureTransformer(nn.Module):
             return own_k, own_v
         return torch.cat([state_kv[i][0], own_k], 1), torch.cat([state_kv[i][1], own_v], 1)
 
-    def _host_context(self, x: Tensor, state: Tensor, state_kv, context_kv, cache, bias) -> list[tuple[Tensor, Tensor]]:
-        """Per-layer keys/values the action query sees when block ``x`` hosts it: the block
-        run again, embedded with the full state, after the same context and cache."""
-        hx = self.embed_steps(x[:, None], state, torch.ones(len(x), 1, dtype=torch.bool, device=x.device))[:, 0]
-        out = []
+    def _step_pass(self, hx: Tensor, state_kv, context_kv, window_kv: list[list[tuple[Tensor, Tensor]]], bias
+                   ) -> tuple[Tensor, list[tuple[Tensor, Tensor]], list[tuple[Tensor, Tensor]]]:
+        """One step block (M, N, d) through all layers after its cached window ``window_kv``.
+
+        Returns its output, its own per-layer keys/values, and the per-layer keys/values an
+        action query hosted at it would see."""
+        own, query_ctx = [], []
         for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(hx)
-            own_k = torch.cat([c[0] for c in cache[i]] + [k], 1)
-            own_v = torch.cat([c[1] for c in cache[i]] + [v], 1)
-            see = self.cfg.steps_attend_state
-            keys = torch.cat([context_kv[i][0], own_k], 1) if see else own_k
-            vals = torch.cat([context_kv[i][1], own_v], 1) if see else own_v
+            own_k = torch.cat([c[0] for c in window_kv[i]] + [k], 1)  # window blocks, (M, w*N, h, e)
+            own_v = torch.cat([c[1] for c in window_kv[i]] + [v], 1)
+            keys = torch.cat([context_kv[i][0], own_k], 1) if self.cfg.steps_attend_state else own_k
+            vals = torch.cat([context_kv[i][1], own_v], 1) if self.cfg.steps_attend_state else own_v
             hx = layer.finish(hx, layer.attend(q, keys, vals, None, bias))
-            out.append(self._query_context(state_kv, i, own_k, own_v))
-        return out
+            own.append((k, v))
+            query_ctx.append(self._query_context(state_kv, i, own_k, own_v))
+        return hx, own, query_ctx
 
     @torch.no_grad()
     def act_from_state(self, state: Tensor) -> Tensor:
@@ -424,14 +426,13 @@ class ProcedureTransformer(nn.Module):
         cost only what is still running.
 
         ``prefixes`` (with a :attr:`reusable` model): per sequence, a chain this model
-        generated before (``Generation.chains``). Where it starts with this state's x_0 it
-        is this state's chain too, so generation resumes after it, or stops inside it,
-        with exactly the result of generating from scratch.
+        generated before (``Generation.chains``). Where it was made under this state's step
+        context it is this state's chain too, so generation resumes after it, or stops
+        inside it, with exactly the result of generating from scratch.
         """
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         bsz, h, w_grid = state.shape
-        n = h * w_grid
         dev = state.device
         window = self.cfg.window
         see_state = self.cfg.steps_attend_state
@@ -484,20 +485,12 @@ class ProcedureTransformer(nn.Module):
             forward_blocks += len(active)
             n_keys = 1 + len(cache[0]) + int(see_state)
             bias = step_bias if step_bias is not None else self._bias(h, w_grid, n_keys, dev)
-            context = []  # per layer, keys/values the query hosted here would see
-            before = [list(c) for c in cache]  # the window before this block
-            for i, layer in enumerate(self.layers):
-                q, k, v = layer.qkv(hx)
-                own_k = torch.cat([c[0] for c in cache[i]] + [k], 1)  # window blocks, (Ba, w*N, h, e)
-                own_v = torch.cat([c[1] for c in cache[i]] + [v], 1)
-                keys = torch.cat([context_kv[i][0], own_k], 1) if see_state else own_k
-                vals = torch.cat([context_kv[i][1], own_v], 1) if see_state else own_v
-                hx = layer.finish(hx, layer.attend(q, keys, vals, None, bias))
-                context.append(self._query_context(state_kv, i, own_k, own_v))
-                if window is None:
-                    cache[i] = cache[i] + [(k, v)]
-                elif window > 1:
-                    cache[i] = (cache[i] + [(k, v)])[-(window - 1) :]
+            hx, own, context = self._step_pass(hx, state_kv, context_kv, cache, bias)
+            before = cache  # the window before this block, should it host the query
+            if window is None:
+                cache = [c + [kv] for c, kv in zip(cache, own)]
+            elif window > 1:
+                cache = [(c + [kv])[-(window - 1) :] for c, kv in zip(cache, own)]
             steps_out[active, rounds] = x
             lengths[active] = rounds + 1
             same = (x == prev).flatten(1).all(1)
@@ -508,10 +501,13 @@ class ProcedureTransformer(nn.Module):
                 stop |= stop_fn(st, x).to(dev)
             if stop.any():
                 if self.cfg.hide_from_steps and self.state_in_step_emb is not None:
+                    # the host block sees the full state: run it again embedded that way
                     sub_state_kv = None if state_kv is None else [(k[stop], v[stop]) for k, v in state_kv]
-                    context = self._host_context(x[stop], st[stop], sub_state_kv,
-                                                 [(k[stop], v[stop]) for k, v in context_kv],
-                                                 [[(k[stop], v[stop]) for k, v in c] for c in before], bias)
+                    host = torch.ones(int(stop.sum()), 1, dtype=torch.bool, device=dev)
+                    _, _, context = self._step_pass(
+                        self.embed_steps(x[stop][:, None], st[stop], host)[:, 0], sub_state_kv,
+                        [(k[stop], v[stop]) for k, v in context_kv],
+                        [[(k[stop], v[stop]) for k, v in c] for c in before], bias)
                     forward_blocks += int(stop.sum())
                 else:
                     context = [(k[stop], v[stop]) for k, v in context]
