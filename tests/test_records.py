@@ -17,8 +17,22 @@ def test_records_save_load(tmp_path):
     r = records()
     r.save(tmp_path / "r.pt")
     r2 = ProcedureRecords.load(tmp_path / "r.pt")
-    assert all(torch.equal(getattr(r, k), getattr(r2, k)) for k in r.__dict__)
+    assert all(torch.equal(getattr(r, k), getattr(r2, k)) for k in r.__dict__ if k != "meta")
+    assert r2.meta == r.meta
     assert len(list(tmp_path.iterdir())) == 1  # no temporary file left behind
+
+
+def test_records_keep_token_ids_above_255(tmp_path):
+    """MinAtar Seaquest frames use token ids up to 1023: they must not wrap in storage."""
+    state = np.full((2, 3), 1000)
+    steps = np.array([[[1040, 0, 255], [256, 7, 1]]])
+    r = ProcedureRecords.from_lists([state], [steps], [1], [0], meta={"expert_return": 2.5})
+    r.save(tmp_path / "r.pt")
+    r2 = ProcedureRecords.load(tmp_path / "r.pt")
+    assert r2.states[0].tolist() == state.tolist() and r2.procedure(0).tolist() == steps.tolist()
+    assert r2.meta == {"expert_return": 2.5}
+    small = ProcedureRecords.from_lists([np.zeros((2, 3))], [np.ones((1, 2, 3))], [0], [0])
+    assert small.states.dtype == torch.uint8
 
 
 @pytest.mark.parametrize("window,n_layers", [(1, 2), (2, 2), (3, 1)])
@@ -76,7 +90,7 @@ def test_maze_data_is_cached_by_hash_and_parallel_equals_serial(tmp_path):
     parallel.prepare_data()
     assert serial.cache_path("train").name == parallel.cache_path("train").name  # workers do not change the data
     a, b = ProcedureRecords.load(serial.cache_path("train")), ProcedureRecords.load(parallel.cache_path("train"))
-    assert all(torch.equal(getattr(a, k), getattr(b, k)) for k in a.__dict__)
+    assert all(torch.equal(getattr(a, k), getattr(b, k)) for k in a.__dict__ if k != "meta") and a.meta == b.meta
     other = MazeDataModule(data_dir=str(tmp_path / "a"), **{**kw, "trajectories_per_maze": 3})
     assert other.cache_path("train") != serial.cache_path("train")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(

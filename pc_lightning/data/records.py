@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -44,13 +44,22 @@ class TokenSpec:
     action_vocab: int
 
 
+def _token_dtype(tokens: np.ndarray) -> type:
+    """The smallest integer type that holds these token ids (uint8, else int16, else int32)."""
+    top, low = int(tokens.max(initial=0)), int(tokens.min(initial=0))
+    if low < 0:
+        raise ValueError(f"token ids must be >= 0, got {low}")
+    return np.uint8 if top < 256 else np.int16 if top < 2**15 else np.int32
+
+
 @dataclass
 class ProcedureRecords:
     """M expert states with their procedures, stored flat.
 
-    states (M, H, W) uint8; steps (S, H, W) uint8, record i's x_0..x_L being
+    states (M, H, W) and steps (S, H, W) of the smallest integer type that holds the tokens, record i's x_0..x_L being
     steps[offsets[i]:offsets[i+1]]; actions (M,) int64; groups (M,) int64, the
-    environment (e.g. maze) each state came from.
+    environment (e.g. maze) each state came from; meta: plain numbers and strings about
+    the data (e.g. the expert's mean return), saved with it.
     """
 
     states: Tensor
@@ -58,6 +67,7 @@ class ProcedureRecords:
     offsets: Tensor
     actions: Tensor
     groups: Tensor
+    meta: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.states)
@@ -67,16 +77,18 @@ class ProcedureRecords:
 
     @classmethod
     def from_lists(cls, states: list[np.ndarray], procedures: list[np.ndarray], actions: list[int],
-                   groups: list[int]) -> "ProcedureRecords":
+                   groups: list[int], meta: dict | None = None) -> "ProcedureRecords":
         if not states:
             raise ValueError("no expert records to store")
         lengths = torch.tensor([len(p) for p in procedures], dtype=torch.long)
+        states_a, steps_a = np.stack(states), np.concatenate(procedures)
         return cls(
-            states=torch.from_numpy(np.stack(states).astype(np.uint8)),
-            steps=torch.from_numpy(np.concatenate(procedures).astype(np.uint8)),
+            states=torch.from_numpy(states_a.astype(_token_dtype(states_a))),
+            steps=torch.from_numpy(steps_a.astype(_token_dtype(steps_a))),
             offsets=torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
             actions=torch.tensor(actions, dtype=torch.long),
             groups=torch.tensor(groups, dtype=torch.long),
+            meta=dict(meta or {}),
         )
 
     def save(self, path: str | Path) -> None:

@@ -27,11 +27,15 @@ class HeldOutEvaluation(Callback):
     Args:
         every_n_validations: evaluate on every n-th validation run only.
         n_probes: states per suite whose generated procedure is compared with the expert's.
-        log_images: log the expert-vs-generated image of the first probe (rank 0).
+        log_images: log the expert-vs-generated image of the first probe (rank 0), and, for
+            suites that can ``animate(module)`` an episode, that episode as an animated GIF.
+        animate_suite: the suite whose episode is animated.
     """
 
-    def __init__(self, every_n_validations: int = 1, n_probes: int = 16, log_images: bool = True) -> None:
+    def __init__(self, every_n_validations: int = 1, n_probes: int = 16, log_images: bool = True,
+                 animate_suite: str = "heldout") -> None:
         self.every_n_validations = every_n_validations
+        self.animate_suite = animate_suite
         self.n_probes = n_probes
         self.log_images = log_images
         self._validations = 0
@@ -71,11 +75,13 @@ class HeldOutEvaluation(Callback):
                 states, expert = states[: self.n_probes], expert[: self.n_probes]
                 gen = pl_module.generate_procedure(torch.from_numpy(states).long().to(pl_module.device),
                                                    suite.stop_fn, suite.max_procedure_steps)
-                results[f"{name}/procedure_acc"] = self._mean(procedure_accuracy(expert, gen.steps, gen.lengths),
-                                                              pl_module)
+                accuracy = getattr(suite, "procedure_accuracy", procedure_accuracy)
+                results[f"{name}/procedure_acc"] = self._mean(accuracy(expert, gen.steps, gen.lengths), pl_module)
                 if self.log_images and rank == 0 and len(states):
                     self._log_image(trainer, f"{name}/procedure_expert_top_model_bottom",
                                     suite.render(states[0], expert[0], gen.steps[0, : int(gen.lengths[0])].cpu().numpy()))
+            if self.log_images and rank == 0 and name == self.animate_suite and hasattr(suite, "animate"):
+                self._log_gif(trainer, f"{name}/episode_real_left_imagined_right", suite.animate(pl_module))
         for key, value in results.items():
             pl_module.log(key, value, rank_zero_only=False, sync_dist=False)
         rank_zero_info("  ".join(f"{k}={v:.3f}" for k, v in sorted(results.items())))
@@ -97,3 +103,22 @@ class HeldOutEvaluation(Callback):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(tag, image, global_step=trainer.global_step)
+
+    def _log_gif(self, trainer: L.Trainer, tag: str, frames: np.ndarray, fps: int = 8) -> None:
+        """Frames (T, H, W, 3) uint8 as an animated GIF in TensorBoard's image tab (which plays it)."""
+        if len(frames) == 0:
+            return
+        import io
+
+        from PIL import Image
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        images = [Image.fromarray(f) for f in frames]
+        buf = io.BytesIO()
+        images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
+        t, h, w, _ = frames.shape
+        summary = Summary(value=[Summary.Value(tag=tag, image=Summary.Image(
+            height=h, width=w, colorspace=3, encoded_image_string=buf.getvalue()))])
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment._get_file_writer().add_summary(summary, global_step=trainer.global_step)

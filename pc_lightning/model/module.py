@@ -44,6 +44,13 @@ class ProcedureCloner(L.LightningModule):
             constant if neither is set). Exact procedures need a very low loss, and the
             decay is what gets there.
         action_loss_weight: weight of the action's cross-entropy against the procedure's.
+        changed_token_weight: weight of a procedure token whose target differs from the
+            token at the same cell of the block it is predicted from (the state for x_0,
+            x_l for x_{l+1}), against 1 for a token that stays. Where most of a block is
+            static background (MinAtar frames), the few cells that move carry the
+            procedure; without this the mean loss is dominated by copying. Meaningful where
+            the domain's state and step tokens share ids for the same content (MinAtar's
+            frames do; the maze's do not, so it keeps 1).
     """
 
     def __init__(self, variant: str = "pc", spec: TokenSpec | dict | None = None, d_model: int = 64, n_heads: int = 4,
@@ -53,7 +60,8 @@ class ProcedureCloner(L.LightningModule):
                  hide_from_steps: list[int] | None = None, attn_sink: bool = True, query_sees_state: bool = True,
                  lr: float = 3e-4,
                  weight_decay: float = 0.0, warmup_steps: int = 50, decay_steps: int | None = None,
-                 min_lr_ratio: float = 0.02, action_loss_weight: float = 1.0) -> None:
+                 min_lr_ratio: float = 0.02, action_loss_weight: float = 1.0,
+                 changed_token_weight: float = 1.0) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"model.variant must be one of {VARIANTS}, got {variant!r}")
@@ -93,13 +101,19 @@ class ProcedureCloner(L.LightningModule):
         if self.uses_procedure:
             logits = [state_logits.flatten(0, 1)]  # (B*N, V)
             targets = [batch["first_target"].flatten()]
+            sources = [batch["state"].flatten()]  # the token each target is predicted from, same cell
             if step_logits is not None:
                 logits.append(step_logits.flatten(0, 2))
                 targets.append(batch["targets"].flatten())
+                sources.append(batch["steps"].flatten())
             logits_t, targets_t = torch.cat(logits), torch.cat(targets)
             known = targets_t != IGNORE
-            out["procedure_loss"] = F.cross_entropy(logits_t, targets_t, ignore_index=IGNORE) if known.any() \
-                else logits_t.sum() * 0.0
+            token_loss = F.cross_entropy(logits_t, targets_t, ignore_index=IGNORE, reduction="none")  # (T,)
+            weight = known.float()
+            if self.hparams.changed_token_weight != 1.0:
+                changed = targets_t != torch.cat(sources)
+                weight = weight * torch.where(changed, self.hparams.changed_token_weight, 1.0)
+            out["procedure_loss"] = (token_loss * weight).sum() / weight.sum().clamp(min=1.0)
             out["procedure_correct"] = ((logits_t.argmax(-1) == targets_t) & known).sum()
             out["n_procedure"] = known.sum()
             loss = loss + out["procedure_loss"]

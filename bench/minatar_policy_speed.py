@@ -1,0 +1,75 @@
+"""Learned policy vs the MCTS expert that taught it: decisions per second on the same states.
+
+    python bench/minatar_policy_speed.py --ckpt runs/minatar_pc/version_0/checkpoints/last.ckpt \
+        --game breakout [--states 256]
+
+The states are the expert's own validation states (conf/minatar.yaml's data for the game).
+The expert decides them one by one in one process; the policy decides all of them in one
+batch (``--batch``) on the same machine. Prints decisions/s of both and their ratio.
+Without --ckpt a freshly initialised model of conf/minatar.yaml's size is timed; an
+untrained model may not stop its procedure early, so prefer a checkpoint.
+"""
+
+import argparse
+import time
+
+import torch
+
+from pc_lightning.domains.minatar import MinAtarDataModule
+from pc_lightning.domains.minatar.codec import Codec
+from pc_lightning.domains.minatar.env import make_env
+from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
+from pc_lightning.model import ProcedureCloner
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--ckpt", default=None)
+    p.add_argument("--game", default="breakout", help="the game the checkpoint was trained on")
+    p.add_argument("--states", type=int, default=256)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--expert-states", type=int, default=64, help="states the expert is timed on")
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.ckpt:
+        module = ProcedureCloner.load_from_checkpoint(a.ckpt, map_location="cpu", weights_only=True)
+    game = a.game
+    if not a.ckpt:
+        spec = MinAtarDataModule(game=game).spec
+        module = ProcedureCloner(variant="pc", spec=spec, d_model=64, n_heads=4, n_layers=2, d_ff=256, window=None)
+    module.eval()
+    dm = MinAtarDataModule(game=game, n_val_episodes=1)
+    dm.prepare_data()
+    dm.setup()
+    records = dm.records["val"]
+    n = min(a.states, len(records))
+    states = records.states[:n].long()
+    max_steps = MCTSConfig(**dm.expert).pv_depth
+    stop = Codec(game).stop_fn
+
+    module.act(states[: min(8, n)], stop, max_steps)  # warm-up
+    start = time.perf_counter()
+    for lo in range(0, n, a.batch):
+        module.act(states[lo : lo + a.batch], stop, max_steps)
+    policy_dps = n / (time.perf_counter() - start)
+
+    # the expert on the same states: replay its validation episode to each state and search there
+    env = make_env(game, dm.episode_seeds("val", 1)[0], dm.sticky_action_prob, dm.difficulty_ramping)
+    planner = MCTS(MCTSConfig(**dm.expert), env.minimal_action_set(), seed=0)
+    m = min(a.expert_states, n)
+    elapsed = 0.0
+    for i in range(m):
+        start = time.perf_counter()
+        planner.search(env)
+        elapsed += time.perf_counter() - start
+        env.act(int(records.actions[i]))
+    expert_dps = m / elapsed
+    print(f"{game} ({module.variant}): policy {policy_dps:.0f} decisions/s (batch {min(a.batch, n)}, "
+          f"{torch.get_num_threads()} threads), MCTS expert {expert_dps:.0f} decisions/s (1 process): "
+          f"{policy_dps / expert_dps:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Tokens for MinAtar states, MCTS procedures and actions.
+
+Every block is an 11 x 10 grid of tokens. Rows 0-9 are a 10 x 10 frame, each cell one
+token whose bits are the game's C channels (token = sum_c 2**c * frame[y, x, c], so
+0 .. 2**C - 1). Row 10 carries what is not a frame.
+
+State block s: rows 0-9 the observed frame; row 10 all PAD.
+
+Procedure x_0 .. x_L, the search's principal variation (PV: from the root, the most-visited
+child, down to ``pv_depth`` steps; L + 1 = its length):
+
+    rows 0-9   the imagined frame the search reached after the l-th PV action
+    row 10     [ACTION + a_l, VALUE + bin(Q_l), ACTION + a, MORE or LAST, PAD, ..., PAD]
+
+a_0 is the root's chosen action, which is the action a; every step repeats a (column 2)
+so that with a Markov window (each step sees only the previous one) the last step still
+shows the answer to the action query hosted there. Q_l is the node's mean discounted
+return, binned by :data:`VALUE_EDGES` (bin i holds values in [edge[i-1], edge[i])).
+Column 3 is LAST on the final step, MORE before it; generation stops at LAST.
+
+Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
+(6 ids, MinAtar's full action set), VALUE = ACTION + 6 (len(VALUE_EDGES) + 1 ids), then
+MORE and LAST.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pc_lightning.domains.minatar.env import N_ACTIONS, N_CHANNELS, tokens_to_frame
+from pc_lightning.domains.minatar.expert import PVStep
+
+VALUE_EDGES = np.array([-0.5, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0])
+H, W = 11, 10  # block grid: a 10 x 10 frame and one row of extra tokens
+
+
+class Codec:
+    """Token layout for one game (its channel count sets the frame vocabulary)."""
+
+    def __init__(self, game: str) -> None:
+        self.game = game
+        self.n_channels = N_CHANNELS[game]
+        self.pad = 2**self.n_channels
+        self.action_base = self.pad + 1
+        self.value_base = self.action_base + N_ACTIONS
+        self.more = self.value_base + len(VALUE_EDGES) + 1
+        self.last = self.more + 1
+        self.state_vocab = self.pad + 1
+        self.step_vocab = self.last + 1
+
+    # ---------------------------------------------------------------- encode
+    def encode_state(self, frame: np.ndarray) -> np.ndarray:
+        """Frame tokens (..., 10, 10) -> state block (..., 11, 10)."""
+        frame = np.asarray(frame)
+        out = np.full((*frame.shape[:-2], H, W), self.pad, dtype=np.int64)
+        out[..., :10, :] = frame
+        return out
+
+    def encode_procedure(self, pv: list[PVStep], state_frame: np.ndarray | None = None) -> np.ndarray:
+        """Principal variation -> step blocks (len(pv), 11, 10). An empty PV (a search that
+        expanded nothing) becomes one step: action 0 ('n'), the state's frame, value 0."""
+        if not pv:
+            frame = np.zeros((10, 10), np.int64) if state_frame is None else state_frame
+            pv = [PVStep(0, frame, 0.0, 0)]
+        out = np.full((len(pv), H, W), self.pad, dtype=np.int64)
+        for i, step in enumerate(pv):
+            out[i, :10] = step.frame
+            out[i, 10, 0] = self.action_base + step.action
+            out[i, 10, 1] = self.value_base + int(np.searchsorted(VALUE_EDGES, step.value, side="right"))
+            out[i, 10, 2] = self.action_base + pv[0].action
+            out[i, 10, 3] = self.more
+        out[-1, 10, 3] = self.last
+        return out
+
+    # ---------------------------------------------------------------- decode
+    def decode_step(self, block: np.ndarray) -> tuple[int, np.ndarray, int, int, bool] | None:
+        """(action a_l, frame (10, 10, C) bool, value bin, the root's action a, last) of a step
+        block; None if it is malformed (a generated one may be)."""
+        block = np.asarray(block)
+        a, v, root = (int(block[10, i]) - b for i, b in
+                      ((0, self.action_base), (1, self.value_base), (2, self.action_base)))
+        frame = block[:10]
+        ok = (0 <= a < N_ACTIONS) and (0 <= v <= len(VALUE_EDGES)) and (0 <= root < N_ACTIONS) \
+            and bool((frame < self.pad).all()) and int(block[10, 3]) in (self.more, self.last)
+        if not ok:
+            return None
+        return a, tokens_to_frame(frame, self.n_channels), v, root, int(block[10, 3]) == self.last
+
+    def decode_state(self, block: np.ndarray) -> np.ndarray:
+        """State block (11, 10) -> frame (10, 10, C) bool."""
+        return tokens_to_frame(np.asarray(block)[:10], self.n_channels)
+
+    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
+        """Generation's stop rule: the step is marked LAST. (B, 11, 10) x2 -> (B,) bool."""
+        return step[:, 10, 3] == self.last
+
+    # ---------------------------------------------------------------- render
+    def palette(self) -> np.ndarray:
+        """(C + 1, 3) uint8: black background, then one colour per channel."""
+        rng = np.random.default_rng(3)
+        base = np.array([[230, 80, 60], [70, 160, 230], [250, 210, 60], [120, 220, 110], [200, 110, 220],
+                         [240, 150, 60], [90, 220, 210], [180, 180, 180], [250, 120, 170], [140, 120, 250]])
+        extra = rng.integers(60, 255, size=(max(0, self.n_channels - len(base)), 3))
+        return np.concatenate([[[0, 0, 0]], base, extra])[: self.n_channels + 1].astype(np.uint8)
+
+    def frame_rgb(self, frame_tokens: np.ndarray, scale: int = 8) -> np.ndarray:
+        """Frame tokens (10, 10) -> RGB (10*scale, 10*scale, 3) uint8; a cell shows its highest channel.
+        Tokens that are not frames (a malformed generated cell) show white."""
+        tok = np.asarray(frame_tokens)
+        bits = tokens_to_frame(np.minimum(tok, self.pad - 1), self.n_channels)  # (10, 10, C)
+        top = np.where(bits.any(-1), self.n_channels - np.argmax(bits[..., ::-1], -1), 0)
+        img = self.palette()[top]
+        img[tok >= self.pad] = 255
+        return img.repeat(scale, 0).repeat(scale, 1)
+
+    def render_procedures(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
+        """Image (3, H', W'): the state, then the expert's PV frames (top row) and the
+        generated ones (bottom row)."""
+        def tile(block: np.ndarray) -> np.ndarray:
+            return self.frame_rgb(block[:10])
+
+        cols = max(len(expert), len(generated))
+        gap = np.full((80, 4, 3), 255, dtype=np.uint8)
+        blank = np.zeros((80, 80, 3), dtype=np.uint8)
+        rows = []
+        for seq in (expert, generated):
+            row = [self.frame_rgb(state[:10]), gap]
+            for i in range(cols):
+                row += [tile(seq[i]) if i < len(seq) else blank, gap]
+            rows.append(np.concatenate(row, 1))
+        img = np.concatenate([rows[0], np.full((4, rows[0].shape[1], 3), 255, np.uint8), rows[1]], 0)
+        return torch.from_numpy(img).permute(2, 0, 1).contiguous()

@@ -1,0 +1,266 @@
+"""MinAtarDataModule: MCTS expert episodes on training seeds, rollout suites on unseen seeds
+and on a shifted game configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from pc_lightning.data import ProcedureDataModule, ProcedureRecords, TokenSpec
+from pc_lightning.domains.minatar.codec import Codec
+from pc_lightning.domains.minatar.env import N_ACTIONS, MinAtarEpisodes, check_game, frame_tokens, make_env
+from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
+
+#: Episode seed ranges per split (disjoint by construction).
+SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000, "heldout_shift": 3_000_000}
+
+#: Per game: expert settings that differ from :class:`MCTSConfig`'s defaults, and the shifted
+#: configuration of the ``heldout_shift`` suite. Freeway's reward is ~27 frames away, beyond a
+#: random rollout's reach, so its rollouts lean upward over a longer horizon; Space Invaders
+#: simulates ~10x slower than the others, so it searches less; in Asterix a penalty of 1 for
+#: dying traded lives for gold (mean return 5.0 vs 6.5 with 10, 4 episodes each).
+GAME_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "asterix": {"expert": {"terminal_penalty": 10.0}, "shift": {"difficulty_ramping": True}},
+    "breakout": {"expert": {}, "shift": {"sticky_action_prob": 0.3}},
+    "freeway": {"expert": {"simulations": 64, "horizon": 40, "rollout": {"u": 0.6, "n": 0.2, "d": 0.2}},
+                "shift": {"sticky_action_prob": 0.3}},
+    "seaquest": {"expert": {}, "shift": {"difficulty_ramping": True}},
+    "space_invaders": {"expert": {"simulations": 48, "horizon": 12}, "shift": {"difficulty_ramping": True}},
+}
+
+
+def expert_episode(game: str, seed: int, group: int, sticky_action_prob: float, difficulty_ramping: bool,
+                   max_steps: int, expert: dict[str, Any]) -> dict[str, Any]:
+    """One episode of the MCTS expert: every state with its procedure and action, and the return."""
+    codec = Codec(game)
+    env = make_env(game, seed, sticky_action_prob, difficulty_ramping)
+    planner = MCTS(MCTSConfig(**expert), env.minimal_action_set(), seed=seed + 17)
+    states, procedures, actions = [], [], []
+    ret, steps = 0.0, 0
+    for _ in range(max_steps):
+        result = planner.search(env)
+        states.append(codec.encode_state(frame_tokens(env.state())))
+        procedures.append(codec.encode_procedure(result.pv, frame_tokens(env.state())))
+        actions.append(result.action)
+        r, terminal = env.act(result.action)
+        ret += float(r)
+        steps += 1
+        if terminal:
+            break
+    return {"states": states, "procedures": procedures, "actions": actions, "groups": [group] * steps,
+            "return": ret, "length": steps}
+
+
+def _run(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return expert_episode(**kwargs)
+
+
+def run_expert_episodes(jobs: list[dict[str, Any]], workers: int, desc: str) -> list[dict[str, Any]]:
+    """Expert episodes in ``workers`` processes (spawned), in job order, with a progress bar."""
+    out: list[dict[str, Any] | None] = [None] * len(jobs)
+    with tqdm(total=len(jobs), desc=desc, unit="episode") as bar:
+        if workers > 1 and len(jobs) > 1:
+            from multiprocessing import get_context
+
+            with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+                for i, part in pool.imap_unordered(_indexed, list(enumerate(jobs))):
+                    out[i] = part
+                    bar.set_postfix(ret=part["return"], steps=part["length"])
+                    bar.update()
+        else:
+            for i, job in enumerate(jobs):
+                out[i] = _run(job)
+                bar.set_postfix(ret=out[i]["return"], steps=out[i]["length"])
+                bar.update()
+    return out  # type: ignore[return-value]
+
+
+def _indexed(item: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    return item[0], _run(item[1])
+
+
+class MinAtarSuite:
+    """Rollout episodes of one game on given seeds and configuration, plus probe states whose
+    procedure the expert provides (for ``procedure_acc`` and the images)."""
+
+    def __init__(self, game: str, seeds: list[int], sticky_action_prob: float, difficulty_ramping: bool,
+                 max_steps: int, expert: dict[str, Any], expert_return: float | None = None,
+                 n_probes: int = 8, animation_steps: int = 60) -> None:
+        self.game = game
+        self.codec = Codec(game)
+        self.seeds = seeds
+        self.sticky_action_prob = sticky_action_prob
+        self.difficulty_ramping = difficulty_ramping
+        self.max_steps = max_steps
+        self.expert = expert
+        self.expert_return = expert_return
+        self.n_probes = n_probes
+        self.animation_steps = animation_steps
+        self.max_procedure_steps = MCTSConfig(**expert).pv_depth
+        self._probes: dict[tuple[int, int], tuple[np.ndarray, list[np.ndarray]]] = {}
+
+    def episodes(self, rank: int = 0, world_size: int = 1) -> MinAtarEpisodes:
+        return MinAtarEpisodes(self.game, self.seeds[rank::world_size], self.sticky_action_prob,
+                               self.difficulty_ramping, self.max_steps,
+                               lambda s: self.codec.encode_state(frame_tokens(s)), self.expert_return)
+
+    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
+        return self.codec.stop_fn(state, step)
+
+    def probes(self, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
+        """States a few random steps into this rank's episodes, with the expert's procedures."""
+        key = (rank, world_size)
+        if key not in self._probes:
+            states, procs = [], []
+            for seed in self.seeds[rank::world_size][: self.n_probes]:
+                env = make_env(self.game, seed, self.sticky_action_prob, self.difficulty_ramping)
+                rng = np.random.default_rng(seed)
+                actions = env.minimal_action_set()
+                for _ in range(int(rng.integers(0, 30))):
+                    _, terminal = env.act(int(rng.choice(actions)))
+                    if terminal:
+                        env.reset()
+                planner = MCTS(MCTSConfig(**self.expert), actions, seed=seed + 17)
+                frame = frame_tokens(env.state())
+                states.append(self.codec.encode_state(frame))
+                procs.append(self.codec.encode_procedure(planner.search(env).pv, frame))
+            self._probes[key] = (np.stack(states) if states else np.zeros((0, 11, 10), np.int64), procs)
+        return self._probes[key]
+
+    def procedure_accuracy(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:
+        """Per probe: the fraction of the search's imagined frames (its PV) that the model
+        imagines exactly at the same position."""
+        gen = generated.cpu().numpy()
+        out = np.full(len(expert), np.nan)
+        for p, x in enumerate(expert):
+            frames = x[:, :10]  # (D, 10, 10)
+            if not len(frames):
+                continue
+            n = min(len(frames), int(lengths[p]))
+            out[p] = (gen[p, :n, :10] == frames[:n]).reshape(n, -1).all(1).sum() / len(frames)
+        return out
+
+    def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
+        return self.codec.render_procedures(state, expert, generated)
+
+    @torch.no_grad()
+    def animate(self, module) -> np.ndarray:
+        """One episode of this suite's first seed played by ``module``: per step the real
+        frame (left) and the frame the model imagines after its action (right; blank for BC).
+        (T, 80, 164, 3) uint8."""
+        env = make_env(self.game, self.seeds[0], self.sticky_action_prob, self.difficulty_ramping)
+        frames = []
+        for _ in range(self.animation_steps):
+            obs = self.codec.encode_state(frame_tokens(env.state()))
+            state = torch.from_numpy(obs[None]).long().to(module.device)
+            action, gen = module.act(state, self.stop_fn, self.max_procedure_steps)
+            if gen is None and module.uses_procedure:
+                gen = module.generate_procedure(state, self.stop_fn, self.max_procedure_steps)
+            imagined = np.zeros((80, 80, 3), dtype=np.uint8)
+            if gen is not None and int(gen.lengths[0]) > 0:
+                imagined = self.codec.frame_rgb(gen.steps[0, 0, :10].cpu().numpy())
+            frames.append(np.concatenate([self.codec.frame_rgb(obs[:10]), np.full((80, 4, 3), 255, np.uint8),
+                                          imagined], 1))
+            _, terminal = env.act(int(action[0]))
+            if terminal:
+                break
+        return np.stack(frames)
+
+
+class MinAtarDataModule(ProcedureDataModule):
+    """Procedure cloning of an MCTS expert on one MinAtar game.
+
+    Args:
+        game: asterix | breakout | freeway | seaquest | space_invaders.
+        n_train_episodes, n_val_episodes: expert episodes (every decision is a record).
+        max_episode_steps: decisions per episode, for the expert's data and for evaluation.
+        sticky_action_prob, difficulty_ramping: the training configuration (MinAtar's sticky
+            actions, 0.1 by default; ramping off).
+        shift: the ``heldout_shift`` suite's changes to that configuration (default: per game,
+            :data:`GAME_DEFAULTS`).
+        expert: MCTS settings over the game's defaults (see :class:`MCTSConfig`).
+        n_heldout_episodes: episodes per held-out suite (``heldout``: unseen seeds, training
+            configuration; ``heldout_shift``: unseen seeds, shifted configuration).
+        train_eval_episodes: episodes of suite ``train_envs`` on training seeds (0 = off).
+        seed: offsets every seed range. workers: processes for the expert.
+        Others: see :class:`~pc_lightning.data.ProcedureDataModule`.
+    """
+
+    domain = "minatar"
+    generator_version = "2"
+
+    def __init__(self, game: str = "breakout", n_train_episodes: int = 8, n_val_episodes: int = 1,
+                 max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
+                 shift: dict[str, Any] | None = None, expert: dict[str, Any] | None = None,
+                 n_heldout_episodes: int = 16, train_eval_episodes: int = 4, seed: int = 0, workers: int = 2,
+                 variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 8,
+                 batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False) -> None:
+        super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
+                         batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment)
+        self.game = check_game(game)
+        self.codec = Codec(game)
+        self.n_episodes = {"train": n_train_episodes, "val": n_val_episodes}
+        self.max_episode_steps = max_episode_steps
+        self.sticky_action_prob = sticky_action_prob
+        self.difficulty_ramping = difficulty_ramping
+        self.shift = dict(GAME_DEFAULTS[game]["shift"] if shift is None else shift)
+        unknown = set(self.shift) - {"sticky_action_prob", "difficulty_ramping"}
+        if unknown:
+            raise ValueError(f"data.shift may set sticky_action_prob and difficulty_ramping, not {sorted(unknown)}")
+        self.expert = asdict(MCTSConfig(**{**GAME_DEFAULTS[game]["expert"], **(expert or {})}))
+        self.n_heldout_episodes = n_heldout_episodes
+        self.train_eval_episodes = train_eval_episodes
+        self.seed = seed
+        self.workers = workers
+        self._suites: dict[str, MinAtarSuite] | None = None
+
+    @property
+    def spec(self) -> TokenSpec:
+        return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS)
+
+    def episode_seeds(self, split: str, n: int) -> list[int]:
+        return [SEED_BASE[split] + self.seed * 10_000 + i for i in range(n)]
+
+    def generator_config(self, split: str) -> dict:
+        return {"game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
+                "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
+                "ramping": self.difficulty_ramping, "expert": self.expert}
+
+    def generate(self, split: str) -> ProcedureRecords:
+        jobs = [dict(game=self.game, seed=s, group=g, sticky_action_prob=self.sticky_action_prob,
+                     difficulty_ramping=self.difficulty_ramping, max_steps=self.max_episode_steps, expert=self.expert)
+                for g, s in enumerate(self.episode_seeds(split, self.n_episodes[split]))]
+        parts = run_expert_episodes(jobs, self.workers, f"MCTS expert, {self.game} {split}")
+        returns = [p["return"] for p in parts]
+        meta = {"game": self.game, "expert_return": float(np.mean(returns)), "expert_returns": [float(r) for r in returns],
+                "episode_lengths": [int(p["length"]) for p in parts]}
+        return ProcedureRecords.from_lists(*(sum((p[k] for p in parts), []) for k in
+                                             ("states", "procedures", "actions", "groups")), meta=meta)
+
+    def expert_return(self) -> float | None:
+        """The expert's mean return over the training episodes."""
+        if "train" not in self.records:
+            self.setup()
+        return self.records["train"].meta.get("expert_return")
+
+    def eval_suites(self) -> dict[str, MinAtarSuite]:
+        if self._suites is None:
+            base = dict(game=self.game, max_steps=self.max_episode_steps, expert=self.expert,
+                        expert_return=self.expert_return())
+            train_cfg = dict(sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping)
+            shifted = {**train_cfg, **self.shift}
+            self._suites = {
+                "heldout": MinAtarSuite(seeds=self.episode_seeds("heldout", self.n_heldout_episodes),
+                                        **train_cfg, **base),
+                "heldout_shift": MinAtarSuite(seeds=self.episode_seeds("heldout_shift", self.n_heldout_episodes),
+                                              **shifted, **base),
+            }
+            if self.train_eval_episodes > 0:
+                self._suites["train_envs"] = MinAtarSuite(
+                    seeds=self.episode_seeds("train", self.train_eval_episodes), **train_cfg, **base)
+        return self._suites
