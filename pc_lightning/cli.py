@@ -52,8 +52,8 @@ class ProcedureCLI(LightningCLI):
         parser.link_arguments("data.spec", "model.spec", apply_on="instantiate")
 
 
-def main(args: list[str] | None = None) -> ProcedureCLI:
-    """Entry point of the ``pc-lightning`` console script."""
+def build_cli(args: list[str] | None = None) -> ProcedureCLI:
+    """Parse ``args`` (default: the command line) and run the subcommand; returns the CLI."""
     jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
     return ProcedureCLI(
         ProcedureCloner,
@@ -63,6 +63,12 @@ def main(args: list[str] | None = None) -> ProcedureCLI:
         save_config_kwargs={"overwrite": True},
         args=args,
     )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``pc-lightning`` console script. Returns None: the script passes
+    the return value to ``sys.exit``, where anything else would be a failure status."""
+    build_cli(args)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,12 @@ TINY = [
 
 
 def run_cli(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run ``pc-lightning`` in a subprocess (so DDP never re-launches pytest), data and logs in tmp_path."""
-    cmd = [sys.executable, "-m", "pc_lightning.cli", *args,
+    """Run ``pc-lightning`` in a subprocess (so DDP never re-launches pytest), data and logs in
+    tmp_path. The installed console script is used where there is one: its exit status is
+    what a user's shell sees."""
+    script = Path(sys.executable).parent / "pc-lightning"  # the console script users run
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "pc_lightning.cli"]
+    cmd = [*launcher, *args,
            "--data.init_args.data_dir", str(tmp_path / "data"),
            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
