@@ -37,11 +37,17 @@ Augment = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], tuple[np.
 
 @dataclass
 class TokenSpec:
-    """Vocabulary sizes a domain's codec uses; the model is built from them."""
+    """Vocabulary sizes a domain's codec uses; the model is built from them.
+
+    step_cell_weights: optional (H, W) loss weights of a step block's cells, where a few
+    cells carry most of the meaning (MinAtar's action tokens beside 100 frame cells);
+    None weighs every cell 1.
+    """
 
     state_vocab: int
     step_vocab: int
     action_vocab: int
+    step_cell_weights: list[list[float]] | None = None
 
 
 def _token_dtype(tokens: np.ndarray) -> type:

@@ -110,6 +110,9 @@ class ProcedureCloner(L.LightningModule):
             known = targets_t != IGNORE
             token_loss = F.cross_entropy(logits_t, targets_t, ignore_index=IGNORE, reduction="none")  # (T,)
             weight = known.float()
+            if self.spec.step_cell_weights is not None:
+                cells = torch.tensor(self.spec.step_cell_weights, dtype=weight.dtype, device=weight.device).flatten()
+                weight = weight * cells.repeat(len(weight) // len(cells))  # every block is H x W, in order
             if self.hparams.changed_token_weight != 1.0:
                 changed = targets_t != torch.cat(sources)
                 weight = weight * torch.where(changed, self.hparams.changed_token_weight, 1.0)

@@ -50,6 +50,17 @@ class Codec:
         self.state_vocab = self.pad + 1
         self.step_vocab = self.last + 1
 
+    def cell_weights(self, action: float = 50.0, other: float = 5.0) -> list[list[float]]:
+        """Loss weights of a step block's cells: the action tokens (a_l and a) weigh ``action``,
+        the value and MORE/LAST tokens ``other``, PAD nothing, each frame cell 1. Without
+        them the one token that decides (a_0, predicted with x_0 from the state) would be
+        1/110 of a block's loss, and the model learns the frames but not the decision."""
+        w = np.ones((H, W))
+        w[10] = 0.0
+        w[10, [0, 2]] = action
+        w[10, [1, 3]] = other
+        return w.tolist()
+
     # ---------------------------------------------------------------- encode
     def encode_state(self, frame: np.ndarray) -> np.ndarray:
         """Frame tokens (..., 10, 10) -> state block (..., 11, 10)."""
