@@ -6,9 +6,9 @@ from functools import partial
 
 import numpy as np
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from pc_lightning.data import ProcedureDataModule, ProcedureRecords, TokenSpec
+from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.maze import codec
 from pc_lightning.domains.maze.env import N_ACTIONS, MazeEnv, check_size, free_cells, tunnel_maze
 from pc_lightning.domains.maze.expert import bfs_distances, bfs_procedure
@@ -174,20 +174,8 @@ class MazeDataModule(ProcedureDataModule):
         seeds = self.maze_seeds(split)
         job = partial(expert_trajectories, size=self.size, shortcut_prob=self.shortcut_prob,
                       n_trajectories=self.trajectories[split])
-        parts = []
-        with tqdm(total=len(seeds), desc=f"BFS expert, {split} mazes", unit="maze") as bar:
-            if self.workers > 1:
-                from multiprocessing import get_context
-
-                with get_context("spawn").Pool(self.workers) as pool:
-                    # imap keeps the order (groups stay aligned) and reports each maze as it ends
-                    for part in pool.imap(_star, [(job, s, g) for g, s in enumerate(seeds)]):
-                        parts.append(part)
-                        bar.update()
-            else:
-                for g, s in enumerate(seeds):
-                    parts.append(job(s, g))
-                    bar.update()
+        parts = run_jobs(_star, [(job, s, g) for g, s in enumerate(seeds)], self.workers,
+                         f"BFS expert, {split} mazes", unit="maze")
         return ProcedureRecords.from_lists(*(sum((p[k] for p in parts), []) for k in range(4)))
 
     def augment_fn(self):

@@ -49,6 +49,7 @@ class Codec:
         self.last = self.more + 1
         self.state_vocab = self.pad + 1
         self.step_vocab = self.last + 1
+        self._palette = self._make_palette()
 
     def cell_weights(self, action: float = 50.0, other: float = 5.0) -> list[list[float]]:
         """Loss weights of a step block's cells: the action tokens (a_l and a) weigh ``action``,
@@ -110,6 +111,9 @@ class Codec:
     # ---------------------------------------------------------------- render
     def palette(self) -> np.ndarray:
         """(C + 1, 3) uint8: black background, then one colour per channel."""
+        return self._palette
+
+    def _make_palette(self) -> np.ndarray:
         rng = np.random.default_rng(3)
         base = np.array([[230, 80, 60], [70, 160, 230], [250, 210, 60], [120, 220, 110], [200, 110, 220],
                          [240, 150, 60], [90, 220, 210], [180, 180, 180], [250, 120, 170], [140, 120, 250]])
@@ -122,7 +126,7 @@ class Codec:
         tok = np.asarray(frame_tokens)
         bits = tokens_to_frame(np.minimum(tok, self.pad - 1), self.n_channels)  # (10, 10, C)
         top = np.where(bits.any(-1), self.n_channels - np.argmax(bits[..., ::-1], -1), 0)
-        img = self.palette()[top]
+        img = self._palette[top]
         img[tok >= self.pad] = 255
         return img.repeat(scale, 0).repeat(scale, 1)
 

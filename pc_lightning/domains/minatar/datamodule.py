@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from pc_lightning.data import ProcedureDataModule, ProcedureRecords, TokenSpec
+from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.minatar.codec import Codec
 from pc_lightning.domains.minatar.env import N_ACTIONS, MinAtarEpisodes, check_game, frame_tokens, make_env
 from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
@@ -58,30 +58,6 @@ def expert_episode(game: str, seed: int, group: int, sticky_action_prob: float, 
 
 def _run(kwargs: dict[str, Any]) -> dict[str, Any]:
     return expert_episode(**kwargs)
-
-
-def run_expert_episodes(jobs: list[dict[str, Any]], workers: int, desc: str) -> list[dict[str, Any]]:
-    """Expert episodes in ``workers`` processes (spawned), in job order, with a progress bar."""
-    out: list[dict[str, Any] | None] = [None] * len(jobs)
-    with tqdm(total=len(jobs), desc=desc, unit="episode") as bar:
-        if workers > 1 and len(jobs) > 1:
-            from multiprocessing import get_context
-
-            with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-                for i, part in pool.imap_unordered(_indexed, list(enumerate(jobs))):
-                    out[i] = part
-                    bar.set_postfix(ret=part["return"], steps=part["length"])
-                    bar.update()
-        else:
-            for i, job in enumerate(jobs):
-                out[i] = _run(job)
-                bar.set_postfix(ret=out[i]["return"], steps=out[i]["length"])
-                bar.update()
-    return out  # type: ignore[return-value]
-
-
-def _indexed(item: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
-    return item[0], _run(item[1])
 
 
 class MinAtarSuite:
@@ -235,7 +211,8 @@ class MinAtarDataModule(ProcedureDataModule):
         jobs = [dict(game=self.game, seed=s, group=g, sticky_action_prob=self.sticky_action_prob,
                      difficulty_ramping=self.difficulty_ramping, max_steps=self.max_episode_steps, expert=self.expert)
                 for g, s in enumerate(self.episode_seeds(split, self.n_episodes[split]))]
-        parts = run_expert_episodes(jobs, self.workers, f"MCTS expert, {self.game} {split}")
+        parts = run_jobs(_run, jobs, self.workers, f"MCTS expert, {self.game} {split}", unit="episode",
+                         postfix=lambda p: {"ret": p["return"], "steps": p["length"]})
         returns = [p["return"] for p in parts]
         meta = {"game": self.game, "expert_return": float(np.mean(returns)), "expert_returns": [float(r) for r in returns],
                 "episode_lengths": [int(p["length"]) for p in parts]}
