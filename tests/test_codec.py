@@ -3,7 +3,7 @@ import torch
 
 from pc_lightning.domains.maze import codec
 from pc_lightning.domains.maze.env import free_cells, tunnel_maze
-from pc_lightning.domains.maze.expert import bfs_procedure
+from pc_lightning.domains.maze.expert import bfs_distances, bfs_procedure
 
 
 def test_state_tokens_round_trip():
@@ -46,6 +46,35 @@ def test_augmentation_commutes_with_the_expert():
         assert ((ref_x == codec.BLOCKED) == (x2 == codec.BLOCKED)).all()
         nxt = ag2 + np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])[a2]
         assert not w2[tuple(nxt)] and (x2[-2][tuple(nxt)] != codec.UNREACHED)
+
+        # ... so the augmented maps equal the new maze's expert maps up to ties, and only so
+        assert codec.maps_match_up_to_ties(ref_x, x2).all()
+
+
+def test_maps_match_up_to_ties_accepts_only_equally_short_moves():
+    walls = tunnel_maze(16, 1)
+    cells = free_cells(walls)
+    goal, agent = cells[0], cells[-1]
+    x, _ = bfs_procedure(walls, goal, agent)
+    dist = bfs_distances(walls, goal)
+    last = x[-1]
+    offsets = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
+    ties, wrong = [], []  # (cell, other action): another shortest move / a move that is not
+    for r, c in np.argwhere((last >= 2) & (last < codec.BLOCKED)):
+        for a, (dr, dc) in enumerate(offsets):
+            if a == last[r, c] - 2 or not (0 <= r + dr < 16 and 0 <= c + dc < 16):
+                continue
+            nbr = dist[r + dr, c + dc]
+            (ties if nbr == dist[r, c] - 1 else wrong).append(((r, c), a))
+    assert ties and wrong  # the maze has both kinds of cell
+    assert codec.maps_match_up_to_ties(x, x).all()
+    for (cell, a), expected in [(ties[0], True), (wrong[0], False)]:
+        changed = x.copy()
+        changed[-1][cell] = codec.action_token(a)
+        assert codec.maps_match_up_to_ties(x, changed).tolist() == [True] * (len(x) - 1) + [expected]
+    unreached = x.copy()
+    unreached[-1][tuple(np.argwhere(last == codec.AT_GOAL)[0])] = codec.UNREACHED
+    assert not codec.maps_match_up_to_ties(x, unreached)[-1]
 
 
 def test_render_shape():

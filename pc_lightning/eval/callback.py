@@ -77,6 +77,9 @@ class HeldOutEvaluation(Callback):
                                                    suite.stop_fn, suite.max_procedure_steps)
                 accuracy = getattr(suite, "procedure_accuracy", procedure_accuracy)
                 results[f"{name}/procedure_acc"] = self._mean(accuracy(expert, gen.steps, gen.lengths), pl_module)
+                if hasattr(suite, "procedure_metrics"):  # a domain's further procedure metrics
+                    for key, values in suite.procedure_metrics(expert, gen.steps, gen.lengths).items():
+                        results[f"{name}/{key}"] = self._mean(values, pl_module)
                 if self.log_images and rank == 0 and len(states):
                     self._log_image(trainer, f"{name}/procedure_expert_top_model_bottom",
                                     suite.render(states[0], expert[0], gen.steps[0, : int(gen.lengths[0])].cpu().numpy()))

@@ -39,3 +39,9 @@ class EvalSuite(Protocol):
 
     def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
         """Image (3, H', W') uint8 comparing the expert's and the generated procedure."""
+
+    # Optional, looked up with hasattr by the callback:
+    #   procedure_accuracy(expert, generated, lengths) -> (P,): replaces the exact-step default;
+    #   procedure_metrics(expert, generated, lengths) -> {name: (P,)}: further metrics, logged
+    #     as {suite}/{name};
+    #   animate(module) -> (T, H, W, 3) uint8: one episode, logged as a GIF.

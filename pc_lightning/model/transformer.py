@@ -164,6 +164,13 @@ def windows(t: Tensor, w: int) -> Tensor:
     return padded[:, idx]
 
 
+def _rows(kv: list[tuple[Tensor, Tensor]] | None, rows: Tensor | None) -> list[tuple[Tensor, Tensor]] | None:
+    """Per-layer keys/values restricted to the sequences ``rows`` (bool mask; None: all)."""
+    if kv is None or rows is None:
+        return kv
+    return [(k[rows], v[rows]) for k, v in kv]
+
+
 @dataclass
 class Generation:
     """Output of :meth:`ProcedureTransformer.generate`."""
@@ -202,6 +209,7 @@ class ProcedureTransformer(nn.Module):
         self.ln_f = nn.LayerNorm(d)
         self.step_head = nn.Linear(d, cfg.step_vocab)
         self.action_head = nn.Linear(d, cfg.action_vocab)
+        self._bias_cache: dict[tuple, Tensor] = {}
 
     @property
     def reusable(self) -> bool:
@@ -228,7 +236,10 @@ class ProcedureTransformer(nn.Module):
         """Relative-position bias of a block's queries over ``key_blocks`` grid blocks, (heads, N, k*N)."""
         if not self.cfg.rel_pos:
             return None
-        return distance_bias(h, w, self.cfg.n_heads, device).repeat(1, 1, key_blocks)
+        key = (h, w, key_blocks, str(device))
+        if key not in self._bias_cache:  # a constant: built once per grid size and key count
+            self._bias_cache[key] = distance_bias(h, w, self.cfg.n_heads, device).repeat(1, 1, key_blocks)
+        return self._bias_cache[key]
 
     def embed_state(self, state: Tensor) -> Tensor:
         # state: (B, H, W) -> (B, N, d)
@@ -341,16 +352,22 @@ class ProcedureTransformer(nn.Module):
         return state_logits, step_logits, action_logits
 
     # ----------------------------------------------------------------- generation
-    def _state_pass(self, state: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-        """State block through all layers: its output (B, N, d) and per-layer keys/values."""
+    def _state_pass(self, state: Tensor, keys_only: bool = False
+                    ) -> tuple[Tensor | None, list[tuple[Tensor, Tensor]]]:
+        """State block through all layers: its output (B, N, d) and per-layer keys/values.
+
+        ``keys_only``: only the keys/values are wanted, so the last layer's attention and MLP
+        (which feed the output alone) are skipped and the output is None."""
         _, h, w = state.shape
         bias = self._bias(h, w, 1, state.device)
         hs = self.embed_state(state)
         kv = []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(hs)
-            hs = layer.finish(hs, layer.attend(q, k, v, None, bias))
             kv.append((k, v))
+            if keys_only and i == len(self.layers) - 1:
+                return None, kv
+            hs = layer.finish(hs, layer.attend(q, k, v, None, bias))
         return hs, kv
 
     def _context_pass(self, contexts: Tensor, prefixes: list["Chain | None"] | None
@@ -390,28 +407,34 @@ class ProcedureTransformer(nn.Module):
             return own_k, own_v
         return torch.cat([state_kv[i][0], own_k], 1), torch.cat([state_kv[i][1], own_v], 1)
 
-    def _step_pass(self, hx: Tensor, state_kv, context_kv, window_kv: list[list[tuple[Tensor, Tensor]]], bias
-                   ) -> tuple[Tensor, list[tuple[Tensor, Tensor]], list[tuple[Tensor, Tensor]]]:
+    def _step_pass(self, hx: Tensor, state_kv, context_kv, window_kv: list[list[tuple[Tensor, Tensor]]], bias,
+                   keys_only: bool = False, for_query: bool = True
+                   ) -> tuple[Tensor | None, list[tuple[Tensor, Tensor]], list[tuple[Tensor, Tensor]]]:
         """One step block (M, N, d) through all layers after its cached window ``window_kv``.
 
         Returns its output, its own per-layer keys/values, and the per-layer keys/values an
-        action query hosted at it would see."""
+        action query hosted at it would see. ``keys_only`` (a block that only hosts the
+        query): the last layer's attention and MLP are skipped and the output is None.
+        ``for_query=False`` (a block that will not host the query): that context is not gathered."""
         own, query_ctx = [], []
         for i, layer in enumerate(self.layers):
             q, k, v = layer.qkv(hx)
             own_k = torch.cat([c[0] for c in window_kv[i]] + [k], 1)  # window blocks, (M, w*N, h, e)
             own_v = torch.cat([c[1] for c in window_kv[i]] + [v], 1)
+            own.append((k, v))
+            if for_query:
+                query_ctx.append(self._query_context(state_kv, i, own_k, own_v))
+            if keys_only and i == len(self.layers) - 1:
+                return None, own, query_ctx
             keys = torch.cat([context_kv[i][0], own_k], 1) if self.cfg.steps_attend_state else own_k
             vals = torch.cat([context_kv[i][1], own_v], 1) if self.cfg.steps_attend_state else own_v
             hx = layer.finish(hx, layer.attend(q, keys, vals, None, bias))
-            own.append((k, v))
-            query_ctx.append(self._query_context(state_kv, i, own_k, own_v))
         return hx, own, query_ctx
 
     @torch.no_grad()
     def act_from_state(self, state: Tensor) -> Tensor:
         """Action logits (B, A) with the query hosted at the state block (BC, Aux BC)."""
-        _, kv = self._state_pass(state)
+        _, kv = self._state_pass(state, keys_only=True)
         return self._query_pass(kv)
 
     @torch.no_grad()
@@ -438,7 +461,8 @@ class ProcedureTransformer(nn.Module):
         see_state = self.cfg.steps_attend_state
         contexts = self.step_context(state)  # (B, H, W)
         if self.cfg.query_sees_state or not self.cfg.hide_from_steps:
-            hs, state_kv = self._state_pass(state)  # what the action query sees
+            # what the action query sees (and, with no hidden tokens, what x_0 comes from)
+            hs, state_kv = self._state_pass(state, keys_only=bool(self.cfg.hide_from_steps))
         else:
             state_kv = None  # the query reads its host block only: no state pass needed
         if self.cfg.hide_from_steps:  # what step blocks see: the context block
@@ -481,49 +505,50 @@ class ProcedureTransformer(nn.Module):
         forward_blocks = 0
         for _ in range(max_steps):
             st = state[active]
-            hx = self.embed_steps(x[:, None], st)[:, 0]  # (Ba, N, d)
-            forward_blocks += len(active)
-            n_keys = 1 + len(cache[0]) + int(see_state)
-            bias = step_bias if step_bias is not None else self._bias(h, w_grid, n_keys, dev)
-            hx, own, context = self._step_pass(hx, state_kv, context_kv, cache, bias)
-            before = cache  # the window before this block, should it host the query
-            if window is None:
-                cache = [c + [kv] for c, kv in zip(cache, own)]
-            elif window > 1:
-                cache = [(c + [kv])[-(window - 1) :] for c, kv in zip(cache, own)]
             steps_out[active, rounds] = x
             lengths[active] = rounds + 1
+            # whether x ends its sequence depends on x alone, so it is known before the pass:
+            # each block then runs through the network once, in the one way its use needs
             same = (x == prev).flatten(1).all(1)
             repeats = torch.where(same, repeats + 1, torch.zeros_like(repeats))
             stop = forced | (repeats >= (window if window is not None else max_steps + 1))
             stop |= rounds >= max_steps - 1
             if stop_fn is not None:
                 stop |= stop_fn(st, x).to(dev)
-            if stop.any():
-                if self.cfg.hide_from_steps and self.state_in_step_emb is not None:
-                    # the host block sees the full state: run it again embedded that way
-                    sub_state_kv = None if state_kv is None else [(k[stop], v[stop]) for k, v in state_kv]
-                    host = torch.ones(int(stop.sum()), 1, dtype=torch.bool, device=dev)
-                    _, _, context = self._step_pass(
-                        self.embed_steps(x[stop][:, None], st[stop], host)[:, 0], sub_state_kv,
-                        [(k[stop], v[stop]) for k, v in context_kv],
-                        [[(k[stop], v[stop]) for k, v in c] for c in before], bias)
-                    forward_blocks += int(stop.sum())
-                else:
-                    context = [(k[stop], v[stop]) for k, v in context]
-                logits = self._query_pass(context)
+            keep = ~stop
+            n_stop, n_keep = int(stop.sum()), len(stop) - int(stop.sum())
+            n_keys = 1 + len(cache[0]) + int(see_state)
+            bias = step_bias if step_bias is not None else self._bias(h, w_grid, n_keys, dev)
+            if n_stop:  # x hosts the action query: only its keys/values are needed
+                # (embedded with the full state where step blocks otherwise see its context)
+                host = torch.ones(n_stop, 1, dtype=torch.bool, device=dev)
+                _, _, query_ctx = self._step_pass(
+                    self.embed_steps(x[stop][:, None], st[stop], host)[:, 0], _rows(state_kv, stop),
+                    _rows(context_kv, stop), [_rows(c, stop) for c in cache], bias, keys_only=True)
+                forward_blocks += n_stop
+            if n_keep:  # x goes on: its output predicts the next block
+                sub = None if n_stop == 0 else keep
+                hx = self.embed_steps(x[keep][:, None], st[keep])[:, 0]  # (Bk, N, d)
+                hx, own, _ = self._step_pass(hx, _rows(state_kv, sub), _rows(context_kv, sub),
+                                             [_rows(c, sub) for c in cache], bias, for_query=False)
+                forward_blocks += n_keep
+            if n_stop:
+                logits = self._query_pass(query_ctx)
                 action_logits[active[stop]] = logits.float()
                 actions[active[stop]] = logits.argmax(-1)
-            keep = ~stop
-            if not keep.any():
+            if not n_keep:
                 break
-            nxt = self.step_head(self.ln_f(hx[keep])).argmax(-1).reshape(-1, h, w_grid)
+            nxt = self.step_head(self.ln_f(hx)).argmax(-1).reshape(-1, h, w_grid)
+            keep_rows = None if n_stop == 0 else keep
+            cache = [_rows(c, keep_rows) for c in cache]
+            if window is None:
+                cache = [c + [kv] for c, kv in zip(cache, own)]
+            elif window > 1:
+                cache = [(c + [kv])[-(window - 1) :] for c, kv in zip(cache, own)]
             active, prev, x, repeats = active[keep], x[keep], nxt, repeats[keep]
             rounds, forced = rounds[keep] + 1, forced[keep]
-            if state_kv is not None:
-                state_kv = [(k[keep], v[keep]) for k, v in state_kv]
-            context_kv = [(k[keep], v[keep]) for k, v in context_kv] if self.cfg.hide_from_steps else state_kv
-            cache = [[(k[keep], v[keep]) for k, v in c] for c in cache]
+            state_kv = _rows(state_kv, keep_rows)
+            context_kv = _rows(context_kv, keep_rows) if self.cfg.hide_from_steps else state_kv
         chains = []
         for b in range(bsz):
             own = steps_out[b, : int(lengths[b])]

@@ -41,6 +41,30 @@ def reached_agent(state: Tensor, step: Tensor) -> Tensor:
     return ((state == AGENT) & (step != UNREACHED)).flatten(1).any(1)
 
 
+def maps_match_up_to_ties(expert: np.ndarray, generated: np.ndarray) -> np.ndarray:
+    """Per step l < min(len): does generated x_l equal the expert's x_l where an action may
+    differ only for another equally short one? expert (L+1, H, W), generated (n, H, W) -> (n,) bool.
+
+    The expert breaks ties in the order up, down, left, right; that order is not invariant
+    under rotations and reflections, so a model trained with symmetry augmentation may
+    break them otherwise. A cell's distance to the goal is the round its expert map first
+    reaches it, so optimality is read from the expert's maps alone."""
+    n = min(len(expert), len(generated))
+    exp, gen = expert[:n].astype(np.int64), generated[:n].astype(np.int64)
+    reached = (expert != UNREACHED) & (expert != BLOCKED)  # (L+1, H, W)
+    dist = np.where(reached.any(0), reached.argmax(0), -1)  # (H, W): round first reached, -1 never
+    h, w = dist.shape
+    padded = np.pad(dist, 1, constant_values=-2)
+    optimal = np.zeros((N_ACTIONS, h, w), dtype=bool)  # a is a shortest move from the cell
+    for a, (dr, dc) in enumerate(ACTION_OFFSETS):
+        optimal[a] = (dist > 0) & (padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] == dist - 1)
+    gen_action = gen - 2
+    is_action = (gen_action >= 0) & (gen_action < N_ACTIONS) & (exp >= 2) & (exp < 2 + N_ACTIONS)
+    tie_ok = is_action & np.take_along_axis(optimal[None].repeat(n, 0),
+                                            np.clip(gen_action, 0, N_ACTIONS - 1)[:, None], 1)[:, 0]
+    return ((gen == exp) | tie_ok).reshape(n, -1).all(1)
+
+
 # ------------------------------------------------------------------ augmentation
 def _dihedral(grid: np.ndarray, t: int) -> np.ndarray:
     """Transform t in 0..7 of the square's symmetry group, applied to the last two axes."""

@@ -90,6 +90,17 @@ class MazeSuite:
     def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
         return codec.render_procedures(state, expert, generated)
 
+    def procedure_metrics(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> dict[str, np.ndarray]:
+        """``procedure_acc_ties``: per probe, the fraction of the expert's maps the model
+        generated equal up to ties (another action equally short where the expert's order
+        up, down, left, right chose one); ``procedure_acc`` counts exact maps."""
+        gen = generated.cpu().numpy()
+        out = np.zeros(len(expert))
+        for p, x in enumerate(expert):
+            n = min(len(x), int(lengths[p]))
+            out[p] = codec.maps_match_up_to_ties(x, gen[p, :n]).sum() / len(x)
+        return {"procedure_acc_ties": out}
+
 
 class MazeEpisodes:
     """Adapts :class:`MazeEnv` to the evaluation callback's episode interface."""
