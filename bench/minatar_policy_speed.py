@@ -1,7 +1,7 @@
 """Learned policy vs the MCTS expert that taught it: decisions per second on the same states.
 
     python bench/minatar_policy_speed.py --ckpt runs/minatar_pc/version_0/checkpoints/last.ckpt \
-        --game breakout [--states 256]
+        --game breakout [--states 256] [--root-block]
 
 The states are the expert's own validation states (conf/minatar.yaml's data for the game).
 The expert decides them one by one in one process; the policy decides all of them in one
@@ -16,7 +16,6 @@ import time
 import torch
 
 from pc_lightning.domains.minatar import MinAtarDataModule
-from pc_lightning.domains.minatar.codec import Codec
 from pc_lightning.domains.minatar.env import make_env
 from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
 from pc_lightning.model import ProcedureCloner
@@ -30,6 +29,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--expert-states", type=int, default=64, help="states the expert is timed on")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--root-block", action="store_true", help="the checkpoint was trained with data.init_args.root_block")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -40,14 +40,14 @@ def main() -> None:
         spec = MinAtarDataModule(game=game).spec
         module = ProcedureCloner(variant="pc", spec=spec, d_model=64, n_heads=4, n_layers=2, d_ff=256, window=None)
     module.eval()
-    dm = MinAtarDataModule(game=game, n_val_episodes=1)
+    dm = MinAtarDataModule(game=game, n_val_episodes=1, root_block=a.root_block)
     dm.prepare_data()
     dm.setup()
     records = dm.records["val"]
     n = min(a.states, len(records))
     states = records.states[:n].long()
-    max_steps = MCTSConfig(**dm.expert).pv_depth
-    stop = Codec(game).stop_fn
+    max_steps = MCTSConfig(**dm.expert).pv_depth + dm.codec.first_pv_step
+    stop = dm.codec.stop_fn
 
     module.act(states[: min(8, n)], stop, max_steps)  # warm-up
     start = time.perf_counter()

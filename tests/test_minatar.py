@@ -120,6 +120,25 @@ def test_codec_round_trip(game):
     assert empty.shape == (1, 11, 10) and codec.decode_step(empty[0])[0] == 0 and codec.decode_step(empty[0])[4]
 
 
+
+def test_codec_root_block_comes_before_the_pv():
+    codec = Codec("breakout", root_block=True)
+    tokens = frame_tokens(np.random.default_rng(1).random((10, 10, N_CHANNELS["breakout"])) < 0.2)
+    pv = [PVStep(action=3, frame=tokens, value=0.7, visits=5), PVStep(action=0, frame=tokens, value=0.2, visits=2)]
+    blocks = codec.encode_procedure(pv, tokens, root_q={0: -1.0, 1: 0.3, 3: 5.0})  # breakout's n, l, r
+    assert blocks.shape == (3, 11, 10) and blocks.max() < codec.step_vocab and codec.first_pv_step == 1
+    root = blocks[0]
+    assert (root[:10] == codec.pad).all() and root[10, 3] == codec.more
+    bins = [int(np.searchsorted(VALUE_EDGES, q, side="right")) for q in (-1.0, 0.3, 5.0)]
+    assert root[10, [4, 5, 7]].tolist() == [codec.value_base + b for b in bins]
+    assert (root[10, [0, 1, 2, 6, 8, 9]] == codec.pad).all()  # actions 2, 4, 5: not breakout's
+    assert np.array_equal(blocks[1:], Codec("breakout").encode_procedure(pv, tokens))
+    state = torch.from_numpy(np.stack([codec.encode_state(tokens)] * 3))
+    assert codec.stop_fn(state, torch.from_numpy(blocks)).tolist() == [False, False, True]
+    weights = np.array(codec.cell_weights())
+    assert (weights[10, 4:] > 0).all() and (np.array(Codec("breakout").cell_weights())[10, 4:] == 0).all()
+
+
 TINY_MINATAR = [
     "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.enable_progress_bar", "false",
     "--trainer.log_every_n_steps", "1", "--model.d_model", "16", "--model.n_heads", "2", "--model.d_ff", "32",
@@ -130,11 +149,13 @@ TINY_MINATAR = [
 ]
 
 
-@pytest.mark.parametrize("config", ["minatar", "minatar_bc", "minatar_aux_bc"])
-def test_fit_minatar_every_variant(cli, tmp_path, config):
+@pytest.mark.parametrize("config,extra", [("minatar", []), ("minatar_bc", []), ("minatar_aux_bc", []),
+                                          ("minatar", ["--data.init_args.root_block", "true"])])
+def test_fit_minatar_every_variant(cli, tmp_path, config, extra):
     from test_cli import images, scalars
 
-    proc = cli(["fit", "--config", f"conf/{config}.yaml", *TINY_MINATAR, "--data.init_args.game", "breakout"])  # its expert scores within 20 steps
+    proc = cli(["fit", "--config", f"conf/{config}.yaml", *TINY_MINATAR, *extra,
+                "--data.init_args.game", "breakout"])  # its expert scores within 20 steps
     assert proc.returncode == 0
     run_dir = next((tmp_path / "runs").glob("*/version_0"))
     values = scalars(run_dir)

@@ -18,6 +18,16 @@ shows the answer to the action query hosted there. Q_l is the node's mean discou
 return, binned by :data:`VALUE_EDGES` (bin i holds values in [edge[i-1], edge[i])).
 Column 3 is LAST on the final step, MORE before it; generation stops at LAST.
 
+With ``root_block`` (``data.init_args.root_block``), the procedure starts with one more
+block, the search's comparison of the root's actions, before the PV:
+
+    rows 0-9   PAD (no frame)
+    row 10     [PAD, PAD, PAD, MORE, VALUE + bin(Q(root, 0)), ..., VALUE + bin(Q(root, 5))]
+
+one value bin per action of MinAtar's full set (PAD for actions outside the game's minimal
+set or never tried), so x_1 = PV step 0, which holds the chosen action, is predicted after
+the values it is chosen from, not in the same block as the state's first prediction.
+
 Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
 (6 ids, MinAtar's full action set), VALUE = ACTION + 6 (len(VALUE_EDGES) + 1 ids), then
 MORE and LAST.
@@ -39,8 +49,9 @@ H, W = 11, 10  # block grid: a 10 x 10 frame and one row of extra tokens
 class Codec:
     """Token layout for one game (its channel count sets the frame vocabulary)."""
 
-    def __init__(self, game: str) -> None:
+    def __init__(self, game: str, root_block: bool = False) -> None:
         self.game = game
+        self.root_block = root_block
         self.n_channels = N_CHANNELS[game]
         self.pad = 2**self.n_channels
         self.action_base = self.pad + 1
@@ -60,7 +71,22 @@ class Codec:
         w[10] = 0.0
         w[10, [0, 2]] = action
         w[10, [1, 3]] = other
+        if self.root_block:
+            w[10, 4 : 4 + N_ACTIONS] = other  # the root's action values (PAD in PV steps)
         return w.tolist()
+
+    @property
+    def first_pv_step(self) -> int:
+        """Index of the PV's first step in a procedure (1 after a root block)."""
+        return int(self.root_block)
+
+    def encode_root(self, root_q: dict[int, float]) -> np.ndarray:
+        """The root block (11, 10): each root action's binned Q, see the module docstring."""
+        out = np.full((H, W), self.pad, dtype=np.int64)
+        out[10, 3] = self.more
+        for a, q in root_q.items():
+            out[10, 4 + a] = self.value_base + int(np.searchsorted(VALUE_EDGES, q, side="right"))
+        return out
 
     # ---------------------------------------------------------------- encode
     def encode_state(self, frame: np.ndarray) -> np.ndarray:
@@ -70,9 +96,11 @@ class Codec:
         out[..., :10, :] = frame
         return out
 
-    def encode_procedure(self, pv: list[PVStep], state_frame: np.ndarray | None = None) -> np.ndarray:
-        """Principal variation -> step blocks (len(pv), 11, 10). An empty PV (a search that
-        expanded nothing) becomes one step: action 0 ('n'), the state's frame, value 0."""
+    def encode_procedure(self, pv: list[PVStep], state_frame: np.ndarray | None = None,
+                         root_q: dict[int, float] | None = None) -> np.ndarray:
+        """Principal variation -> step blocks (len(pv), 11, 10), after the root block of
+        ``root_q`` if the codec has one. An empty PV (a search that expanded nothing) becomes
+        one step: action 0 ('n'), the state's frame, value 0."""
         if not pv:
             frame = np.zeros((10, 10), np.int64) if state_frame is None else state_frame
             pv = [PVStep(0, frame, 0.0, 0)]
@@ -84,6 +112,8 @@ class Codec:
             out[i, 10, 2] = self.action_base + pv[0].action
             out[i, 10, 3] = self.more
         out[-1, 10, 3] = self.last
+        if self.root_block:
+            out = np.concatenate([self.encode_root(root_q or {})[None], out])
         return out
 
     # ---------------------------------------------------------------- decode

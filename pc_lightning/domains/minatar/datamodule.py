@@ -35,9 +35,9 @@ GAME_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def expert_episode(game: str, seed: int, group: int, sticky_action_prob: float, difficulty_ramping: bool,
-                   max_steps: int, expert: dict[str, Any]) -> dict[str, Any]:
+                   max_steps: int, expert: dict[str, Any], root_block: bool = False) -> dict[str, Any]:
     """One episode of the MCTS expert: every state with its procedure and action, and the return."""
-    codec = Codec(game)
+    codec = Codec(game, root_block)
     env = make_env(game, seed, sticky_action_prob, difficulty_ramping)
     planner = MCTS(MCTSConfig(**expert), env.minimal_action_set(), seed=seed + 17)
     states, procedures, actions = [], [], []
@@ -45,7 +45,7 @@ def expert_episode(game: str, seed: int, group: int, sticky_action_prob: float, 
     for _ in range(max_steps):
         result = planner.search(env)
         states.append(codec.encode_state(frame_tokens(env.state())))
-        procedures.append(codec.encode_procedure(result.pv, frame_tokens(env.state())))
+        procedures.append(codec.encode_procedure(result.pv, frame_tokens(env.state()), result.root_q))
         actions.append(result.action)
         r, terminal = env.act(result.action)
         ret += float(r)
@@ -66,9 +66,9 @@ class MinAtarSuite:
 
     def __init__(self, game: str, seeds: list[int], sticky_action_prob: float, difficulty_ramping: bool,
                  max_steps: int, expert: dict[str, Any], expert_return: float | None = None,
-                 n_probes: int = 8, animation_steps: int = 60) -> None:
+                 n_probes: int = 8, animation_steps: int = 60, root_block: bool = False) -> None:
         self.game = game
-        self.codec = Codec(game)
+        self.codec = Codec(game, root_block)
         self.seeds = seeds
         self.sticky_action_prob = sticky_action_prob
         self.difficulty_ramping = difficulty_ramping
@@ -77,7 +77,7 @@ class MinAtarSuite:
         self.expert_return = expert_return
         self.n_probes = n_probes
         self.animation_steps = animation_steps
-        self.max_procedure_steps = MCTSConfig(**expert).pv_depth
+        self.max_procedure_steps = MCTSConfig(**expert).pv_depth + self.codec.first_pv_step
         self._probes: dict[tuple[int, int], tuple[np.ndarray, list[np.ndarray]]] = {}
 
     def episodes(self, rank: int = 0, world_size: int = 1) -> MinAtarEpisodes:
@@ -104,20 +104,22 @@ class MinAtarSuite:
                 planner = MCTS(MCTSConfig(**self.expert), actions, seed=seed + 17)
                 frame = frame_tokens(env.state())
                 states.append(self.codec.encode_state(frame))
-                procs.append(self.codec.encode_procedure(planner.search(env).pv, frame))
+                result = planner.search(env)
+                procs.append(self.codec.encode_procedure(result.pv, frame, result.root_q))
             self._probes[key] = (np.stack(states) if states else np.zeros((0, 11, 10), np.int64), procs)
         return self._probes[key]
 
     def procedure_accuracy(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:
         """Per probe: the fraction of the search's imagined frames (its PV) that the model
         imagines exactly at the same position."""
-        gen = generated.cpu().numpy()
+        first = self.codec.first_pv_step  # a root block has no frame
+        gen = generated.cpu().numpy()[:, first:]
         out = np.full(len(expert), np.nan)
         for p, x in enumerate(expert):
-            frames = x[:, :10]  # (D, 10, 10)
+            frames = x[first:, :10]  # (D, 10, 10)
             if not len(frames):
                 continue
-            n = min(len(frames), int(lengths[p]))
+            n = max(0, min(len(frames), int(lengths[p]) - first))
             out[p] = (gen[p, :n, :10] == frames[:n]).reshape(n, -1).all(1).sum() / len(frames)
         return out
 
@@ -138,8 +140,9 @@ class MinAtarSuite:
             if gen is None and module.uses_procedure:
                 gen = module.generate_procedure(state, self.stop_fn, self.max_procedure_steps)
             imagined = np.zeros((80, 80, 3), dtype=np.uint8)
-            if gen is not None and int(gen.lengths[0]) > 0:
-                imagined = self.codec.frame_rgb(gen.steps[0, 0, :10].cpu().numpy())
+            first = self.codec.first_pv_step
+            if gen is not None and int(gen.lengths[0]) > first:
+                imagined = self.codec.frame_rgb(gen.steps[0, first, :10].cpu().numpy())
             frames.append(np.concatenate([self.codec.frame_rgb(obs[:10]), np.full((80, 4, 3), 255, np.uint8),
                                           imagined], 1))
             _, terminal = env.act(int(action[0]))
@@ -164,6 +167,9 @@ class MinAtarDataModule(ProcedureDataModule):
             configuration; ``heldout_shift``: unseen seeds, shifted configuration).
         train_eval_episodes: episodes of suite ``train_envs`` on training seeds (0 = off).
         seed: offsets every seed range. workers: processes for the expert.
+        root_block: start each procedure with the search's binned value of every root
+            action, so the PV (and its first action, the decision) is predicted after them
+            (see :mod:`~pc_lightning.domains.minatar.codec`).
         Others: see :class:`~pc_lightning.data.ProcedureDataModule`.
     """
 
@@ -175,11 +181,13 @@ class MinAtarDataModule(ProcedureDataModule):
                  shift: dict[str, Any] | None = None, expert: dict[str, Any] | None = None,
                  n_heldout_episodes: int = 16, train_eval_episodes: int = 4, seed: int = 0, workers: int = 2,
                  variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 8,
-                 batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False) -> None:
+                 batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
+                 root_block: bool = False) -> None:
         super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
                          batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment)
         self.game = check_game(game)
-        self.codec = Codec(game)
+        self.root_block = root_block
+        self.codec = Codec(game, root_block)
         self.n_episodes = {"train": n_train_episodes, "val": n_val_episodes}
         self.max_episode_steps = max_episode_steps
         self.sticky_action_prob = sticky_action_prob
@@ -205,11 +213,13 @@ class MinAtarDataModule(ProcedureDataModule):
     def generator_config(self, split: str) -> dict:
         return {"game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
                 "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
-                "ramping": self.difficulty_ramping, "expert": self.expert}
+                "ramping": self.difficulty_ramping, "expert": self.expert,
+                **({"root_block": True} if self.root_block else {})}  # old caches stay valid
 
     def generate(self, split: str) -> ProcedureRecords:
         jobs = [dict(game=self.game, seed=s, group=g, sticky_action_prob=self.sticky_action_prob,
-                     difficulty_ramping=self.difficulty_ramping, max_steps=self.max_episode_steps, expert=self.expert)
+                     difficulty_ramping=self.difficulty_ramping, max_steps=self.max_episode_steps, expert=self.expert,
+                     root_block=self.root_block)
                 for g, s in enumerate(self.episode_seeds(split, self.n_episodes[split]))]
         parts = run_jobs(_run, jobs, self.workers, f"MCTS expert, {self.game} {split}", unit="episode",
                          postfix=lambda p: {"ret": p["return"], "steps": p["length"]})
@@ -228,7 +238,7 @@ class MinAtarDataModule(ProcedureDataModule):
     def eval_suites(self) -> dict[str, MinAtarSuite]:
         if self._suites is None:
             base = dict(game=self.game, max_steps=self.max_episode_steps, expert=self.expert,
-                        expert_return=self.expert_return())
+                        expert_return=self.expert_return(), root_block=self.root_block)
             train_cfg = dict(sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping)
             shifted = {**train_cfg, **self.shift}
             self._suites = {

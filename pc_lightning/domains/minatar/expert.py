@@ -75,6 +75,7 @@ class SearchResult:
     action: int
     pv: list[PVStep] = field(default_factory=list)
     root_visits: dict[int, int] = field(default_factory=dict)
+    root_q: dict[int, float] = field(default_factory=dict)  # each root action's mean discounted return
 
 
 class MCTS:
@@ -137,7 +138,8 @@ class MCTS:
                 restore(env, node.snap)
                 pv.append(PVStep(a, frame_tokens(game.state()), node.q, node.visits))
             assert not pv or pv[0].action == best
-            return SearchResult(best, pv, {a: ch.visits for a, ch in root.children.items()})
+            return SearchResult(best, pv, {a: ch.visits for a, ch in root.children.items()},
+                                {a: ch.q for a, ch in root.children.items()})
         finally:
             restore(env, original)
             game.random = real_random
