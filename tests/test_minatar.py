@@ -53,6 +53,22 @@ def test_search_leaves_the_environment_as_it_was(game):
     assert play(env, actions) == after_search
 
 
+def test_noop_margin_takes_the_noop_only_within_the_margin():
+    env = make_env("breakout", seed=1)
+    play(env, [0] * 10)  # a state where the search prefers 'r' but the no-op is not far behind
+    search = lambda margin: MCTS(MCTSConfig(simulations=32, horizon=8, noop_margin=margin),
+                                 env.minimal_action_set(), seed=0).search(env)
+    plain = search(0.0)
+    shortfall = plain.root_q[plain.action] - plain.root_q[0]
+    assert plain.action != 0 and 0 < shortfall < 1
+    # the tree is the same for every margin (same seed); only the final choice differs
+    assert search(shortfall / 2).action == plain.action
+    within = search(shortfall * 2)
+    assert within.action == 0 and within.pv[0].action == 0
+    assert within.pv[0].value == within.root_q[0]  # the PV follows the chosen child
+    assert within.root_q == plain.root_q
+
+
 def test_mcts_takes_the_scoring_step_in_freeway():
     """The chicken one row below the top, free to move, no car near: 'up' scores now and
     every other action scores later, so the search must choose 'up' (action 2)."""

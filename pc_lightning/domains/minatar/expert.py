@@ -32,6 +32,10 @@ class MCTSConfig:
     simulation reaches a terminal state. rollout: action probabilities of the rollout
     policy by MinAtar action name (``{"u": 0.8, "n": 0.2}``); None = uniform over the
     game's minimal action set. pv_depth: steps of the principal variation recorded.
+    noop_margin: at the root, take the no-op instead of the most-visited action when the
+    no-op's Q is within this margin of that action's (0 = off). Where actions are about
+    equally good, UCT picks among them by the noise of its rollouts; an imitator sees that
+    choice as noise. With a margin the expert does the same thing in every such state.
     """
 
     simulations: int = 128
@@ -41,6 +45,7 @@ class MCTSConfig:
     terminal_penalty: float = 1.0
     rollout: dict[str, float] | None = None
     pv_depth: int = 4
+    noop_margin: float = 0.0
 
 
 class Node:
@@ -130,10 +135,13 @@ class MCTS:
             for _ in range(cfg.simulations):
                 self._simulate(env, root)
             best = self._most_visited(root)
+            noop = root.children.get(0)  # MinAtar's action 0, 'n'
+            if cfg.noop_margin > 0 and noop is not None and noop.q >= root.children[best].q - cfg.noop_margin:
+                best = 0
             pv = []
             node = root
             while len(pv) < cfg.pv_depth and node.children:
-                a = self._most_visited(node)
+                a = best if node is root else self._most_visited(node)
                 node = node.children[a]
                 restore(env, node.snap)
                 pv.append(PVStep(a, frame_tokens(game.state()), node.q, node.visits))
