@@ -57,7 +57,7 @@ def main() -> None:
 
     # the expert on the same states: replay its validation episode to each state and search there
     env = make_env(game, dm.episode_seeds("val", 1)[0], dm.sticky_action_prob, dm.difficulty_ramping)
-    planner = MCTS(MCTSConfig(**dm.expert), env.minimal_action_set(), seed=0)
+    planner = MCTS(MCTSConfig(**dm.expert), env.minimal_action_set(), seed=0, game=game)
     m = min(a.expert_states, n)
     elapsed = 0.0
     for i in range(m):

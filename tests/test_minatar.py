@@ -69,6 +69,20 @@ def test_noop_margin_takes_the_noop_only_within_the_margin():
     assert within.root_q == plain.root_q
 
 
+def test_breakout_rollout_heuristic_follows_the_ball():
+    from pc_lightning.domains.minatar.expert import HEURISTICS
+
+    env = make_env("breakout", seed=0)
+    game = env.env
+    for ball_x, pos, expected in [(2, 5, 1), (7, 5, 3), (5, 5, 0)]:  # 'l', 'r', 'n'
+        game.ball_x, game.pos = ball_x, pos
+        assert HEURISTICS["breakout"](game) == expected
+    cfg = MCTSConfig(simulations=16, horizon=30, heuristic_prob=1.0)
+    assert MCTS(cfg, env.minimal_action_set(), game="breakout").heuristic is not None
+    assert MCTS(cfg, env.minimal_action_set(), game="freeway").heuristic is None  # no heuristic: ignored
+    assert MCTS(MCTSConfig(), env.minimal_action_set(), game="breakout").heuristic is None  # off by default
+
+
 def test_mcts_takes_the_scoring_step_in_freeway():
     """The chicken one row below the top, free to move, no car near: 'up' scores now and
     every other action scores later, so the search must choose 'up' (action 2)."""

@@ -39,7 +39,7 @@ def expert_episode(game: str, seed: int, group: int, sticky_action_prob: float, 
     """One episode of the MCTS expert: every state with its procedure and action, and the return."""
     codec = Codec(game, root_block)
     env = make_env(game, seed, sticky_action_prob, difficulty_ramping)
-    planner = MCTS(MCTSConfig(**expert), env.minimal_action_set(), seed=seed + 17)
+    planner = MCTS(MCTSConfig(**expert), env.minimal_action_set(), seed=seed + 17, game=game)
     states, procedures, actions = [], [], []
     ret, steps = 0.0, 0
     for _ in range(max_steps):
@@ -101,7 +101,7 @@ class MinAtarSuite:
                     _, terminal = env.act(int(rng.choice(actions)))
                     if terminal:
                         env.reset()
-                planner = MCTS(MCTSConfig(**self.expert), actions, seed=seed + 17)
+                planner = MCTS(MCTSConfig(**self.expert), actions, seed=seed + 17, game=self.game)
                 frame = frame_tokens(env.state())
                 states.append(self.codec.encode_state(frame))
                 result = planner.search(env)
