@@ -214,7 +214,7 @@ class MinAtarDataModule(ProcedureDataModule):
         return {"game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
                 "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
                 "ramping": self.difficulty_ramping, "expert": self.expert,
-                **({"root_block": True} if self.root_block else {})}  # old caches stay valid
+                **({"root_block": True} if self.root_block else {})}
 
     def generate(self, split: str) -> ProcedureRecords:
         jobs = [dict(game=self.game, seed=s, group=g, sticky_action_prob=self.sticky_action_prob,
