@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from pc_lightning.domains.maze import codec
-from pc_lightning.domains.maze.env import free_cells, tunnel_maze
+from pc_lightning.domains.maze.env import ACTION_OFFSETS, free_cells, tunnel_maze
 from pc_lightning.domains.maze.expert import bfs_distances, bfs_procedure
 
 
@@ -58,7 +58,7 @@ def test_maps_match_up_to_ties_accepts_only_equally_short_moves():
     x, _ = bfs_procedure(walls, goal, agent)
     dist = bfs_distances(walls, goal)
     last = x[-1]
-    offsets = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
+    offsets = ACTION_OFFSETS
     ties, wrong = [], []  # (cell, other action): another shortest move / a move that is not
     for r, c in np.argwhere((last >= 2) & (last < codec.BLOCKED)):
         for a, (dr, dc) in enumerate(offsets):

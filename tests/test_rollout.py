@@ -60,3 +60,7 @@ def test_procedure_accuracy_counts_exact_steps():
     gen[0, 1, 0, 0] = 1
     assert procedure_accuracy(expert, gen, torch.tensor([4]))[0] == 2 / 3
     assert procedure_accuracy(expert, gen, torch.tensor([1]))[0] == 1 / 3
+    assert procedure_accuracy(expert, gen, torch.tensor([0]))[0] == 0.0  # nothing generated
+    assert np.isnan(procedure_accuracy([expert[0][:0]], gen, torch.tensor([4]))[0])  # no expert step
+    ties = lambda x, g: np.ones(len(x), dtype=bool)  # a match rule replaces exact equality
+    assert procedure_accuracy(expert, gen, torch.tensor([2]), ties)[0] == 2 / 3

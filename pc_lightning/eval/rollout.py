@@ -49,14 +49,22 @@ class PolicyWithMemory:
         return actions
 
 
-def procedure_accuracy(expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:
-    """Per probe: the fraction of the expert's steps x_l that the generated x_l equals exactly.
+def procedure_accuracy(expert: list[np.ndarray], generated: Tensor, lengths: Tensor,
+                       match: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Per probe: the fraction of the expert's steps x_l that the generated x_l matches
+    (equals exactly, or by ``match(expert (n, ...), generated (n, ...)) -> (n,) bool``).
 
-    expert: P arrays (L_p+1, H, W); generated (P, Lmax, H, W) with lengths (P,).
-    A step the model did not generate counts as wrong."""
+    expert: P arrays (L_p+1, ...); generated (P, Lmax, ...) with lengths (P,).
+    A step the model did not generate counts as wrong; a probe with no expert step is NaN."""
     gen = generated.cpu().numpy()
-    out = np.zeros(len(expert))
+    out = np.full(len(expert), np.nan)
     for p, x in enumerate(expert):
-        n = min(len(x), int(lengths[p]))
-        out[p] = (gen[p, :n] == x[:n]).reshape(n, -1).all(1).sum() / len(x)
+        if not len(x):
+            continue
+        n = max(0, min(len(x), int(lengths[p])))
+        if n == 0:  # nothing generated where the expert has steps (e.g. stopped before them)
+            out[p] = 0.0
+            continue
+        hits = match(x[:n], gen[p, :n]) if match is not None else (gen[p, :n] == x[:n]).reshape(n, -1).all(1)
+        out[p] = hits.sum() / len(x)
     return out

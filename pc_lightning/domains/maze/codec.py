@@ -60,8 +60,7 @@ def maps_match_up_to_ties(expert: np.ndarray, generated: np.ndarray) -> np.ndarr
         optimal[a] = (dist > 0) & (padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] == dist - 1)
     gen_action = gen - 2
     is_action = (gen_action >= 0) & (gen_action < N_ACTIONS) & (exp >= 2) & (exp < 2 + N_ACTIONS)
-    tie_ok = is_action & np.take_along_axis(optimal[None].repeat(n, 0),
-                                            np.clip(gen_action, 0, N_ACTIONS - 1)[:, None], 1)[:, 0]
+    tie_ok = is_action & optimal[np.clip(gen_action, 0, N_ACTIONS - 1), np.arange(h)[:, None], np.arange(w)]
     return ((gen == exp) | tie_ok).reshape(n, -1).all(1)
 
 

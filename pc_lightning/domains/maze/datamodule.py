@@ -12,6 +12,7 @@ from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.maze import codec
 from pc_lightning.domains.maze.env import N_ACTIONS, MazeEnv, check_size, free_cells, tunnel_maze
 from pc_lightning.domains.maze.expert import bfs_distances, bfs_procedure
+from pc_lightning.eval.rollout import procedure_accuracy
 
 #: Seed ranges per split; disjoint by construction, and layouts are checked for equality too.
 SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000}
@@ -94,12 +95,7 @@ class MazeSuite:
         """``procedure_acc_ties``: per probe, the fraction of the expert's maps the model
         generated equal up to ties (another action equally short where the expert's order
         up, down, left, right chose one); ``procedure_acc`` counts exact maps."""
-        gen = generated.cpu().numpy()
-        out = np.zeros(len(expert))
-        for p, x in enumerate(expert):
-            n = min(len(x), int(lengths[p]))
-            out[p] = codec.maps_match_up_to_ties(x, gen[p, :n]).sum() / len(x)
-        return {"procedure_acc_ties": out}
+        return {"procedure_acc_ties": procedure_accuracy(expert, generated, lengths, codec.maps_match_up_to_ties)}
 
 
 class MazeEpisodes:

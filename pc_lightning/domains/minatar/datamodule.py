@@ -15,6 +15,7 @@ from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.minatar.codec import Codec
 from pc_lightning.domains.minatar.env import N_ACTIONS, MinAtarEpisodes, check_game, frame_tokens, make_env
 from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
+from pc_lightning.eval.rollout import procedure_accuracy
 
 #: Episode seed ranges per split (disjoint by construction).
 SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000, "heldout_shift": 3_000_000}
@@ -113,15 +114,7 @@ class MinAtarSuite:
         """Per probe: the fraction of the search's imagined frames (its PV) that the model
         imagines exactly at the same position."""
         first = self.codec.first_pv_step  # a root block has no frame
-        gen = generated.cpu().numpy()[:, first:]
-        out = np.full(len(expert), np.nan)
-        for p, x in enumerate(expert):
-            frames = x[first:, :10]  # (D, 10, 10)
-            if not len(frames):
-                continue
-            n = max(0, min(len(frames), int(lengths[p]) - first))
-            out[p] = (gen[p, :n, :10] == frames[:n]).reshape(n, -1).all(1).sum() / len(frames)
-        return out
+        return procedure_accuracy([x[first:, :10] for x in expert], generated[:, first:, :10], lengths - first)
 
     def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
         return self.codec.render_procedures(state, expert, generated)
