@@ -1,5 +1,6 @@
 """ProcedureCloner's procedure loss: plain mean, per-cell weights, changed-token weight."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -60,3 +61,21 @@ def test_cell_weights_and_changed_token_weight():
     b2["targets"][:, :, 0, 1] = (b2["targets"][:, :, 0, 1] + 1) % 5  # a zero-weight cell: no effect
     b2["first_target"][:, 0, 1] = (b2["first_target"][:, 0, 1] + 1) % 5
     torch.testing.assert_close(m._losses(b2)["procedure_loss"], got)
+
+
+def test_bit_head_loss_is_the_negative_log_likelihood_of_its_factored_distribution():
+    """Step vocabulary 5 = 2-bit vectors 0-3 and one symbol 4: the loss of a cell is
+    -log p(bits) - sum_b log p(bit b) for a vector, -log p(symbol) for the symbol."""
+    with pytest.raises(ValueError, match="bit_head"):
+        model(bit_head=True)  # the spec declares no bit vectors
+    m, b = model(spec=TokenSpec(4, 5, 3, step_bits=2), bit_head=True, patch=(1, 3)), batch(2)
+    got = m._losses(b)["procedure_loss"]
+    torch.testing.assert_close(got, reference(m, b, lambda y, x, changed: 1.0))
+    hidden = m.net.embed_state(b["state"])  # (B, 2, d) any hidden states: check one cell by hand
+    out = m.net.step_head(m.net.ln_f(hidden))[0, 0, :4]  # token (0, 0), cell 0: [bits, symbol, bit0, bit1]
+    kind = out[:2].log_softmax(-1)
+    lp = m.net.step_logits(hidden, 2, 3)[0, 0]  # (5,)
+    torch.testing.assert_close(lp[2], kind[0] + F.logsigmoid(-out[2]) + F.logsigmoid(out[3]))  # id 2 = bits (0, 1)
+    torch.testing.assert_close(lp[4], kind[1])
+    m._losses(b)["loss"].backward()  # trains end to end
+    assert m.net.step_head.weight.grad.abs().sum() > 0

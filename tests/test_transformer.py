@@ -79,9 +79,13 @@ def test_action_query_sees_only_its_host():
     assert torch.allclose(b1, net.act_from_state(state), atol=1e-5)
 
 
-@pytest.mark.parametrize("window", [1, 2, None])
-def test_cached_generation_equals_full_forward(window):
-    net = make(window, pos_emb="sincos") if window == 2 else make(window)
+@pytest.mark.parametrize("window,patch,bits", [(1, (1, 1), 0), (2, (1, 1), 0), (None, (1, 1), 0), (1, (2, 3), 0),
+                                               (2, (1, 5), 0), (1, (1, 5), 2), (None, (1, 1), 2)])
+def test_cached_generation_equals_full_forward(window, patch, bits):
+    # patch (2, 3) overhangs the 5 x 5 grid on both sides; (1, 5) is a token per row;
+    # bits 2: step tokens 0-3 are 2-bit vectors, 4-5 symbols, predicted by the bit head
+    kw = dict(patch=patch, step_bits=bits)
+    net = make(window, pos_emb="sincos", **kw) if window == 2 else make(window, **kw)
     state, _ = batch(b=4)
     gen = net.generate(state, max_steps=6)
     for i in range(4):
@@ -114,6 +118,43 @@ def test_generation_stops_by_rule_and_fixed_point():
             assert (free.steps[i, n - 1] == free.steps[i, n - 2]).all()
 
 
+def test_patch_tokens_keep_cells_apart():
+    """With patches every cell still has its own logits, and a cell's position in its patch
+    matters: the same tokens in swapped cells give other outputs; the grid of tokens shrinks."""
+    net = make(1, patch=(2, 3))
+    state, steps = batch()
+    assert net.embed_state(state).shape == (2, 3 * 2, 16)  # 5 x 5 cells -> 3 x 2 tokens
+    s1, x1, _ = net(state, steps)
+    assert s1.shape == (2, H * W, 6) and x1.shape == (2, 5, H * W, 6)
+    swapped = state.clone()
+    swapped[:, 0, 0], swapped[:, 0, 1] = state[:, 0, 1], state[:, 0, 0]
+    differ = (state[:, 0, 0] != state[:, 0, 1])
+    assert differ.any()
+    s2, _, _ = net(swapped, steps)
+    assert not torch.allclose(s1[differ], s2[differ])
+    with pytest.raises(ValueError, match="patch"):
+        TransformerConfig(4, 6, 4, patch=(0, 2))
+
+
+def test_bit_head_is_a_distribution_and_decodes_to_its_argmax():
+    """With step_bits the per-cell outputs are log-probabilities over the whole vocabulary
+    (bit vectors, then symbols), and the fast greedy decoding picks their argmax."""
+    net = make(1, step_bits=2, patch=(1, 5))
+    assert net.step_head.out_features == 5 * (1 + 2 + 2)  # per cell: bits-or-symbol (3) and 2 bits
+    with torch.no_grad():
+        net.step_head.bias.normal_(0, 3)  # spread the outputs so symbols and vectors both win somewhere
+    state, steps = batch(b=8)
+    s_lp, x_lp, _ = net(state, steps)
+    assert torch.allclose(s_lp.logsumexp(-1), torch.zeros(()), atol=1e-5)
+    hidden = net.embed_state(state)  # any hidden states will do for the decoding rule
+    full = net.step_logits(hidden, H, W).argmax(-1).reshape(-1, H, W)
+    fast = net._decode(hidden, H, W)
+    assert torch.equal(full, fast)
+    assert (fast >= 4).any() and (fast < 4).any()
+    with pytest.raises(ValueError, match="step_bits"):
+        TransformerConfig(4, 6, 4, step_bits=3)  # 8 vectors do not fit a vocabulary of 6
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="window"):
         TransformerConfig(4, 6, 4, window=0)
@@ -125,8 +166,8 @@ def test_config_errors_name_the_field():
 def test_cached_generation_with_hidden_agent_equals_full_forward(window):
     """The maze setting: step blocks see the state without token 3, the host block sees it all;
     with query_sees_state=False the query reads its host block only."""
-    for query_sees_state in (True, False):
-        net = make(window, hide_from_steps=(3,), query_sees_state=query_sees_state)
+    for query_sees_state, patch in ((True, (1, 1)), (False, (1, 1)), (False, (2, 2))):
+        net = make(window, hide_from_steps=(3,), query_sees_state=query_sees_state, patch=patch)
         state, _ = batch(b=4)
         gen = net.generate(state, max_steps=6)
         for i in range(4):

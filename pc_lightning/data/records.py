@@ -42,12 +42,21 @@ class TokenSpec:
     step_cell_weights: optional (H, W) loss weights of a step block's cells, where a few
     cells carry most of the meaning (MinAtar's action tokens beside 100 frame cells);
     None weighs every cell 1.
+    step_bits: B > 0 declares that step tokens 0 .. 2**B - 1 are B-bit vectors (bit b of the
+    id is feature b: MinAtar's frame cells, one bit per channel) and ids from 2**B on are
+    plain symbols. A model's ``bit_head`` then predicts a cell as "bits or which symbol"
+    plus B independent bits instead of a softmax over all 2**B vectors. 0: no such structure.
     """
 
     state_vocab: int
     step_vocab: int
     action_vocab: int
     step_cell_weights: list[list[float]] | None = None
+    step_bits: int = 0
+
+    def __post_init__(self) -> None:
+        if self.step_bits < 0 or 2**self.step_bits > self.step_vocab:
+            raise ValueError(f"step_bits={self.step_bits} needs 0 <= 2**step_bits <= step_vocab={self.step_vocab}")
 
 
 def _token_dtype(tokens: np.ndarray) -> type:

@@ -35,6 +35,13 @@ class ProcedureCloner(L.LightningModule):
             flood ignores. x_0 is predicted from the context and the action query reads the
             full state. With window 1 a procedure then depends on the state only through
             its context, so rollouts reuse it from one step to the next.
+        patch: cells per token, (rows, columns). (1, 1): a token per cell. Larger patches
+            cut the tokens per block (MinAtar's 11 x 10 blocks: 11 tokens with (1, 10)),
+            and with them the cost of every pass; losses and generated blocks stay per cell.
+        bit_head: where the domain declares bit-vector step tokens (``TokenSpec.step_bits``
+            = B), predict a cell as "bits or which symbol" plus B independent bits instead
+            of one softmax over the 2**B vectors and the symbols. Far smaller outputs
+            (MinAtar's seaquest: 28 instead of 1,041 per cell), the same likelihood-based loss.
         attn_sink: a learned key/value per layer that any query may attend to instead of content.
         query_sees_state: the action query, hosted at a step block, also reads the state block.
             False saves the state block's pass per action where the host block already shows
@@ -58,7 +65,7 @@ class ProcedureCloner(L.LightningModule):
                  stem_kernel: int = 3, stem_layers: int = 1, pos_emb: str = "none", rel_pos: bool = True,
                  state_in_steps: bool = True, steps_attend_state: bool = True,
                  hide_from_steps: list[int] | None = None, attn_sink: bool = True, query_sees_state: bool = True,
-                 lr: float = 3e-4,
+                 patch: tuple[int, int] | list[int] = (1, 1), bit_head: bool = False, lr: float = 3e-4,
                  weight_decay: float = 0.0, warmup_steps: int = 50, decay_steps: int | None = None,
                  min_lr_ratio: float = 0.02, action_loss_weight: float = 1.0,
                  changed_token_weight: float = 1.0) -> None:
@@ -69,6 +76,8 @@ class ProcedureCloner(L.LightningModule):
             raise ValueError("model.spec (token vocabularies) is required; the CLI links it from the DataModule")
         if isinstance(spec, dict):
             spec = TokenSpec(**spec)
+        if bit_head and not spec.step_bits:
+            raise ValueError("model.bit_head needs a domain whose step tokens are bit vectors (TokenSpec.step_bits > 0)")
         self.spec = spec
         self.save_hyperparameters(ignore=["spec"])
         self.hparams["spec"] = asdict(spec)  # plain types: checkpoints load with weights_only=True
@@ -78,7 +87,8 @@ class ProcedureCloner(L.LightningModule):
             d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff, dropout=dropout, window=window,
             stem_kernel=stem_kernel, stem_layers=stem_layers, pos_emb=pos_emb, rel_pos=rel_pos,
             state_in_steps=state_in_steps, steps_attend_state=steps_attend_state,
-            hide_from_steps=tuple(hide_from_steps or ()), attn_sink=attn_sink, query_sees_state=query_sees_state))
+            hide_from_steps=tuple(hide_from_steps or ()), attn_sink=attn_sink, query_sees_state=query_sees_state,
+            patch=tuple(patch), step_bits=spec.step_bits if bit_head else 0))
 
     @property
     def uses_procedure(self) -> bool:

@@ -12,6 +12,11 @@ its host block sees (plus itself), and no other token ever sees it. Hosting it a
 last step block gives procedure cloning; hosting it at the state block gives BC (and
 Aux BC, where the steps are extra targets the action cannot see).
 
+With ``patch`` (rows, columns) > 1 a token is a patch of cells: its embedding sums one
+embedding per (cell position, cell token) and its output holds logits for each of its
+cells, so the cost per block falls with the number of tokens while the data, the losses
+and the generated blocks stay per cell.
+
 No absolute position embedding by default: a small convolutional stem gives each token
 its neighbourhood, so a model trained on 16x16 grids runs unchanged on 31x31 ones.
 """
@@ -49,9 +54,16 @@ class TransformerConfig:
     hide_from_steps: tuple[int, ...] = ()
     attn_sink: bool = True
     query_sees_state: bool = True
+    patch: tuple[int, int] = (1, 1)
+    step_bits: int = 0
 
     def __post_init__(self) -> None:
         self.hide_from_steps = tuple(self.hide_from_steps)
+        self.patch = tuple(int(p) for p in self.patch)
+        if len(self.patch) != 2 or min(self.patch) < 1:
+            raise ValueError(f"patch must be two positive sizes (rows, columns), got {self.patch}")
+        if self.step_bits < 0 or 2**self.step_bits > self.step_vocab:
+            raise ValueError(f"step_bits={self.step_bits} needs 0 <= 2**step_bits <= step_vocab={self.step_vocab}")
         if any(not 0 < t < self.state_vocab for t in self.hide_from_steps):
             raise ValueError(f"hide_from_steps must hold state tokens in 1..{self.state_vocab - 1}, "
                              f"got {self.hide_from_steps}")
@@ -199,15 +211,26 @@ class ProcedureTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.state_emb = nn.Embedding(cfg.state_vocab, d)
-        self.step_emb = nn.Embedding(cfg.step_vocab, d)
-        self.state_in_step_emb = nn.Embedding(cfg.state_vocab, d) if cfg.state_in_steps else None
+        p = cfg.patch[0] * cfg.patch[1]
+        extra = int(p > 1)  # one id for cells outside the grid, where a patch overhangs it
+        self.state_emb = nn.Embedding(p * cfg.state_vocab + extra, d)
+        self.step_emb = nn.Embedding(p * cfg.step_vocab + extra, d)
+        self.state_in_step_emb = nn.Embedding(p * cfg.state_vocab + extra, d) if cfg.state_in_steps else None
         self.state_stem = GridStem(d, cfg.stem_kernel, cfg.stem_layers)
         self.step_stem = GridStem(d, cfg.stem_kernel, cfg.stem_layers)
         self.action_query = nn.Parameter(torch.randn(d) * 0.02)
         self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(d)
-        self.step_head = nn.Linear(d, cfg.step_vocab)
+        # per cell of a patch: logits over the vocabulary, or with step_bits B, logits over
+        # ("bits", symbol 2**B, ...) then B bit logits
+        self.n_bits = cfg.step_bits
+        self.n_symbols = cfg.step_vocab - 2**cfg.step_bits if cfg.step_bits else 0
+        self.cell_outputs = 1 + self.n_symbols + self.n_bits if self.n_bits else cfg.step_vocab
+        self.step_head = nn.Linear(d, p * self.cell_outputs)
+        if self.n_bits:
+            ids = torch.arange(2**self.n_bits)
+            self.register_buffer("_bit_table", ((ids[:, None] >> torch.arange(self.n_bits)) & 1).float(),
+                                 persistent=False)  # (2**B, B): bit b of each bit-vector id
         self.action_head = nn.Linear(d, cfg.action_vocab)
         self._bias_cache: dict[tuple, Tensor] = {}
 
@@ -228,37 +251,108 @@ class ProcedureTransformer(nn.Module):
             state = state.masked_fill(state == t, 0)
         return state
 
+    # ----------------------------------------------------------------- patches
+    def grid(self, h: int, w: int) -> tuple[int, int]:
+        """The token grid of an H x W block of cells: one token per ``patch`` of cells."""
+        ph, pw = self.cfg.patch
+        return -(-h // ph), -(-w // pw)
+
+    def _embed(self, emb: nn.Embedding, cells: Tensor, vocab: int) -> Tensor:
+        """Cell tokens (..., H, W) -> patch embeddings (..., H', W', d): the sum over a patch's
+        cells of an embedding per (position in the patch, token); cells past the grid's edge
+        get one shared id."""
+        ph, pw = self.cfg.patch
+        if ph * pw == 1:
+            return emb(cells)
+        *lead, h, w = cells.shape
+        gh, gw = self.grid(h, w)
+        ids = cells + vocab * (torch.arange(pw, device=cells.device)
+                               + pw * torch.arange(ph, device=cells.device)[:, None]).repeat(gh, gw)[:h, :w]
+        ids = F.pad(ids, (0, gw * pw - w, 0, gh * ph - h), value=ph * pw * vocab)  # (..., gh*ph, gw*pw)
+        ids = ids.reshape(*lead, gh, ph, gw, pw).transpose(-3, -2)  # (..., gh, gw, ph, pw)
+        return emb(ids.flatten(-2)).sum(-2)
+
+    def _log_probs(self, out: Tensor) -> Tensor:
+        """A cell's bit-head outputs (..., 1 + S + B) -> log-probabilities over the step
+        vocabulary (..., 2**B + S): p(bit vector v) = p(bits) * prod_b p(bit b = v_b)."""
+        kind = out[..., : 1 + self.n_symbols].log_softmax(-1)  # (..., 1 + S): "bits", then the symbols
+        bit = out[..., 1 + self.n_symbols :]  # (..., B)
+        table = self._bit_table.to(out.dtype)
+        vectors = F.logsigmoid(bit) @ table.T + F.logsigmoid(-bit) @ (1 - table).T  # (..., 2**B)
+        return torch.cat([kind[..., :1] + vectors, kind[..., 1:]], -1)
+
+    def step_logits(self, hidden: Tensor, h: int, w: int) -> Tensor:
+        """Final hidden states of a block's tokens (..., H'*W', d) -> per-cell logits (..., H*W, V)
+        (normalised log-probabilities with ``step_bits``)."""
+        out = self.step_head(self.ln_f(hidden))  # (..., H'*W', ph*pw*outputs)
+        ph, pw = self.cfg.patch
+        *lead, _, _ = out.shape
+        c = self.cell_outputs
+        if ph * pw > 1:
+            gh, gw = self.grid(h, w)
+            out = out.reshape(*lead, gh, gw, ph, pw, c).transpose(-4, -3)  # (..., gh, ph, gw, pw, c)
+            out = out.reshape(*lead, gh * ph, gw * pw, c)[..., :h, :w, :].reshape(*lead, h * w, c)
+        return self._log_probs(out) if self.n_bits else out
+
+    def _decode(self, hidden: Tensor, h: int, w: int) -> Tensor:
+        """Greedy block (M, H, W) from its tokens' final hidden states (M, H'*W', d).
+
+        With ``step_bits`` the most likely token is found without the 2**B-way table: the
+        best bit vector sets each bit to its more likely value, and it competes with the
+        symbols through p(bits) times its probability."""
+        ph, pw = self.cfg.patch
+        out = self.step_head(self.ln_f(hidden)).unflatten(-1, (ph * pw, self.cell_outputs))  # (M, H'*W', P, c)
+        if self.n_bits:
+            kind = out[..., : 1 + self.n_symbols].log_softmax(-1)
+            bit = out[..., 1 + self.n_symbols :]
+            vector = (bit > 0).long()  # (M, H'*W', P, B)
+            vector_id = (vector << torch.arange(self.n_bits, device=out.device)).sum(-1)
+            vector_lp = kind[..., 0] + F.logsigmoid(bit.abs()).sum(-1)  # log p of the best vector
+            sym_lp, sym = kind[..., 1:].max(-1) if self.n_symbols else (torch.full_like(vector_lp, -math.inf), None)
+            best = vector_id if sym is None else torch.where(vector_lp >= sym_lp, vector_id, sym + 2**self.n_bits)
+        else:
+            best = out.argmax(-1)  # (M, H'*W', P)
+        gh, gw = self.grid(h, w)
+        cells = best.reshape(-1, gh, gw, ph, pw).transpose(2, 3).reshape(-1, gh * ph, gw * pw)
+        return cells[:, :h, :w]
+
     # ----------------------------------------------------------------- embeddings
     def _pos(self, h: int, w: int, device: torch.device) -> Tensor | float:
-        return sincos_2d(h, w, self.cfg.d_model, device) if self.cfg.pos_emb == "sincos" else 0.0
+        gh, gw = self.grid(h, w)
+        return sincos_2d(gh, gw, self.cfg.d_model, device) if self.cfg.pos_emb == "sincos" else 0.0
 
     def _bias(self, h: int, w: int, key_blocks: int, device: torch.device) -> Tensor | None:
-        """Relative-position bias of a block's queries over ``key_blocks`` grid blocks, (heads, N, k*N)."""
+        """Relative-position bias of an H x W block's tokens over ``key_blocks`` blocks, (heads, N, k*N)
+        with N tokens per block."""
         if not self.cfg.rel_pos:
             return None
         key = (h, w, key_blocks, str(device))
         if key not in self._bias_cache:  # a constant: built once per grid size and key count
-            self._bias_cache[key] = distance_bias(h, w, self.cfg.n_heads, device).repeat(1, 1, key_blocks)
+            gh, gw = self.grid(h, w)
+            self._bias_cache[key] = distance_bias(gh, gw, self.cfg.n_heads, device).repeat(1, 1, key_blocks)
         return self._bias_cache[key]
 
     def embed_state(self, state: Tensor) -> Tensor:
-        # state: (B, H, W) -> (B, N, d)
+        # state: (B, H, W) -> (B, N, d), N tokens (H*W without patches)
         _, h, w = state.shape
-        return self.state_stem(self.state_emb(state) + self._pos(h, w, state.device))
+        return self.state_stem(self._embed(self.state_emb, state, self.cfg.state_vocab)
+                               + self._pos(h, w, state.device))
 
     def embed_steps(self, steps: Tensor, state: Tensor, host: Tensor | None = None) -> Tensor:
         # steps: (B, K, H, W), state: (B, H, W), host: (B, K) bool -> (B, K, N, d)
         # Each block sees the state's context per cell; the block hosting the action query
         # sees the full state (in a maze: where the agent stands, to read its action there).
         b, k, h, w = steps.shape
-        e = self.step_emb(steps) + self._pos(h, w, steps.device)  # (B, K, H, W, d)
+        gh, gw = self.grid(h, w)
+        e = self._embed(self.step_emb, steps, self.cfg.step_vocab) + self._pos(h, w, steps.device)  # (B, K, H', W', d)
         if self.state_in_step_emb is not None:
-            ctx = self.state_in_step_emb(self.step_context(state))[:, None]  # (B, 1, H, W, d)
+            vocab = self.cfg.state_vocab
+            ctx = self._embed(self.state_in_step_emb, self.step_context(state), vocab)[:, None]  # (B, 1, H', W', d)
             if host is not None and self.cfg.hide_from_steps:
-                full = self.state_in_step_emb(state)[:, None]
+                full = self._embed(self.state_in_step_emb, state, vocab)[:, None]
                 ctx = torch.where(host[:, :, None, None, None], full, ctx)
             e = e + ctx
-        return self.step_stem(e.reshape(b * k, h, w, -1)).reshape(b, k, h * w, -1)
+        return self.step_stem(e.reshape(b * k, gh, gw, -1)).reshape(b, k, gh * gw, -1)
 
     # ----------------------------------------------------------------- teacher forcing
     def forward(
@@ -275,11 +369,11 @@ class ProcedureTransformer(nn.Module):
         blocks False); action_host (B,) long, -1 for the state block or a step index;
         step_segment (B, K) long, non-decreasing: a block never sees a block of another
         segment (several independent pieces of procedure can share one example).
-        Returns logits: from the state block (B, N, Vx) predicting step 0, from the step
-        blocks (B, K, N, Vx) predicting the next step, and the action (B, A).
+        Returns per-cell logits: from the state block (B, H*W, Vx) predicting step 0, from
+        the step blocks (B, K, H*W, Vx) predicting the next step, and the action (B, A).
         """
         bsz, h, w_grid = state.shape
-        n = h * w_grid
+        n = math.prod(self.grid(h, w_grid))  # tokens per block
         dev = state.device
         see_state = self.cfg.steps_attend_state
         has_steps = steps is not None and steps.shape[1] > 0
@@ -346,8 +440,8 @@ class ProcedureTransformer(nn.Module):
             if hx is not None:
                 hx = layer.finish(hx, att_x.reshape(hx.shape))
 
-        state_logits = self.step_head(self.ln_f(hc if separate_context else hs))  # (B, N, Vx)
-        step_logits = None if hx is None else self.step_head(self.ln_f(hx))  # (B, K, N, Vx)
+        state_logits = self.step_logits(hc if separate_context else hs, h, w_grid)  # (B, H*W, Vx)
+        step_logits = None if hx is None else self.step_logits(hx, h, w_grid)  # (B, K, H*W, Vx)
         action_logits = self.action_head(self.ln_f(hq[:, 0]))  # (B, A)
         return state_logits, step_logits, action_logits
 
@@ -379,14 +473,14 @@ class ProcedureTransformer(nn.Module):
                   and prefixes[b].context_kv is not None and torch.equal(prefixes[b].context, contexts[b])]
         if not cached:
             hc, kv = self._state_pass(contexts)
-            return self.step_head(self.ln_f(hc)).argmax(-1).reshape(bsz, h, w), kv
+            return self._decode(hc, h, w), kv
         todo = [b for b in range(bsz) if b not in set(cached)]
         x0 = torch.stack([prefixes[b].blocks[0] if b in set(cached) else contexts[b] for b in range(bsz)])
         kv = [(torch.stack([prefixes[b].context_kv[i][0] for b in cached]),
                torch.stack([prefixes[b].context_kv[i][1] for b in cached])) for i in range(len(self.layers))]
         if todo:
             hc, fresh = self._state_pass(contexts[todo])
-            x0[todo] = self.step_head(self.ln_f(hc)).argmax(-1).reshape(len(todo), h, w)
+            x0[todo] = self._decode(hc, h, w)
             order = torch.tensor(cached + todo, device=contexts.device).argsort()
             kv = [(torch.cat([k, fk])[order], torch.cat([v, fv])[order]) for (k, v), (fk, fv) in zip(kv, fresh)]
         return x0, kv
@@ -469,7 +563,7 @@ class ProcedureTransformer(nn.Module):
             x0, context_kv = self._context_pass(contexts, prefixes)
         else:
             context_kv = state_kv
-            x0 = self.step_head(self.ln_f(hs)).argmax(-1).reshape(bsz, h, w_grid)  # (B, H, W)
+            x0 = self._decode(hs, h, w_grid)  # (B, H, W)
 
         full_context_kv = context_kv
         steps_out = torch.full((bsz, max_steps, h, w_grid), -1, dtype=torch.long, device=dev)
@@ -538,7 +632,7 @@ class ProcedureTransformer(nn.Module):
                 actions[active[stop]] = logits.argmax(-1)
             if not n_keep:
                 break
-            nxt = self.step_head(self.ln_f(hx)).argmax(-1).reshape(-1, h, w_grid)
+            nxt = self._decode(hx, h, w_grid)
             keep_rows = None if n_stop == 0 else keep
             cache = [_rows(c, keep_rows) for c in cache]
             if window is None:

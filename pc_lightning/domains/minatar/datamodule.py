@@ -198,7 +198,8 @@ class MinAtarDataModule(ProcedureDataModule):
 
     @property
     def spec(self) -> TokenSpec:
-        return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS, self.codec.cell_weights())
+        return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS, self.codec.cell_weights(),
+                         step_bits=self.codec.n_channels)
 
     def episode_seeds(self, split: str, n: int) -> list[int]:
         return [SEED_BASE[split] + self.seed * 10_000 + i for i in range(n)]
