@@ -141,6 +141,7 @@ def test_codec_round_trip(game):
         assert a == step.action and root == pv[0].action and last == (i == 2)
         assert np.array_equal(frame, tokens_to_frame(step.frame, c))
         assert v == int(np.searchsorted(VALUE_EDGES, step.value, side="right"))
+        assert block[10, 4] == codec.depth_base + i  # the step's depth: where a PV ends is visible
     stops = codec.stop_fn(torch.from_numpy(np.stack([state] * 3)), torch.from_numpy(blocks))
     assert stops.tolist() == [False, False, True]
     malformed = blocks[0].copy()
@@ -166,7 +167,8 @@ def test_codec_root_block_comes_before_the_pv():
     state = torch.from_numpy(np.stack([codec.encode_state(tokens)] * 3))
     assert codec.stop_fn(state, torch.from_numpy(blocks)).tolist() == [False, False, True]
     weights = np.array(codec.cell_weights())
-    assert (weights[10, 4:] > 0).all() and (np.array(Codec("breakout").cell_weights())[10, 4:] == 0).all()
+    plain = np.array(Codec("breakout").cell_weights())  # PV steps: depth in column 4, PAD after it
+    assert (weights[10, 4:] > 0).all() and plain[10, 4] > 0 and (plain[10, 5:] == 0).all()
 
 
 TINY_MINATAR = [

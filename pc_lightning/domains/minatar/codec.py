@@ -10,13 +10,17 @@ Procedure x_0 .. x_L, the search's principal variation (PV: from the root, the m
 child, down to ``pv_depth`` steps; L + 1 = its length):
 
     rows 0-9   the imagined frame the search reached after the l-th PV action
-    row 10     [ACTION + a_l, VALUE + bin(Q_l), ACTION + a, MORE or LAST, PAD, ..., PAD]
+    row 10     [ACTION + a_l, VALUE + bin(Q_l), ACTION + a, MORE or LAST, DEPTH + l, PAD, ..., PAD]
 
 a_0 is the root's chosen action, which is the action a; every step repeats a (column 2)
 so that with a Markov window (each step sees only the previous one) the last step still
 shows the answer to the action query hosted there. Q_l is the node's mean discounted
 return, binned by :data:`VALUE_EDGES` (bin i holds values in [edge[i-1], edge[i])).
-Column 3 is LAST on the final step, MORE before it; generation stops at LAST.
+Column 3 is LAST on the final step, MORE before it; generation stops at LAST. Column 4 is
+the step's depth l (capped at :data:`MAX_DEPTH` - 1). With a Markov window a step sees only
+the previous one, so without it the depth, and with it where the PV ends, is invisible:
+a model then ends its PVs early (at x_1 where the expert's run to x_3), and the action query,
+trained on final steps only, reads a block unlike any it was trained on.
 
 With ``root_block`` (``data.init_args.root_block``), the procedure starts with one more
 block, the search's comparison of the root's actions, before the PV:
@@ -30,7 +34,7 @@ the values it is chosen from, not in the same block as the state's first predict
 
 Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
 (6 ids, MinAtar's full action set), VALUE = ACTION + 6 (len(VALUE_EDGES) + 1 ids), then
-MORE and LAST.
+MORE, LAST, and DEPTH (MAX_DEPTH ids).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from pc_lightning.domains.minatar.expert import PVStep
 
 VALUE_EDGES = np.array([-0.5, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0])
 H, W = 11, 10  # block grid: a 10 x 10 frame and one row of extra tokens
+MAX_DEPTH = 8  # depth tokens 0 .. 7; deeper PV steps share the last
 
 
 class Codec:
@@ -58,21 +63,22 @@ class Codec:
         self.value_base = self.action_base + N_ACTIONS
         self.more = self.value_base + len(VALUE_EDGES) + 1
         self.last = self.more + 1
+        self.depth_base = self.last + 1
         self.state_vocab = self.pad + 1
-        self.step_vocab = self.last + 1
+        self.step_vocab = self.depth_base + MAX_DEPTH
         self._palette = self._make_palette()
 
     def cell_weights(self, action: float = 50.0, other: float = 5.0) -> list[list[float]]:
         """Loss weights of a step block's cells: the action tokens (a_l and a) weigh ``action``,
-        the value and MORE/LAST tokens ``other``, PAD nothing, each frame cell 1. Without
+        the value, MORE/LAST and depth tokens ``other``, PAD nothing, each frame cell 1. Without
         them the one token that decides (a_0, predicted with x_0 from the state) would be
         1/110 of a block's loss, and the model learns the frames but not the decision."""
         w = np.ones((H, W))
         w[10] = 0.0
         w[10, [0, 2]] = action
-        w[10, [1, 3]] = other
+        w[10, [1, 3, 4]] = other
         if self.root_block:
-            w[10, 4 : 4 + N_ACTIONS] = other  # the root's action values (PAD in PV steps)
+            w[10, 4 : 4 + N_ACTIONS] = other  # the root's action values (PV steps: depth, then PAD)
         return w.tolist()
 
     @property
@@ -111,6 +117,7 @@ class Codec:
             out[i, 10, 1] = self.value_base + int(np.searchsorted(VALUE_EDGES, step.value, side="right"))
             out[i, 10, 2] = self.action_base + pv[0].action
             out[i, 10, 3] = self.more
+            out[i, 10, 4] = self.depth_base + min(i, MAX_DEPTH - 1)
         out[-1, 10, 3] = self.last
         if self.root_block:
             out = np.concatenate([self.encode_root(root_q or {})[None], out])

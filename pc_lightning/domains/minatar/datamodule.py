@@ -167,7 +167,7 @@ class MinAtarDataModule(ProcedureDataModule):
     """
 
     domain = "minatar"
-    generator_version = "2"
+    generator_version = "3"  # 3: PV steps carry their depth (codec column 4)
 
     def __init__(self, game: str = "breakout", n_train_episodes: int = 8, n_val_episodes: int = 1,
                  max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
