@@ -52,7 +52,7 @@ def main() -> None:
     n = len(records)
     states = records.states.long()
     batch = states.repeat(-(-a.batch // n), 1, 1)[: a.batch]  # (batch, H, W)
-    max_steps = MCTSConfig(**dm.expert).pv_depth + dm.codec.first_pv_step
+    max_steps = dm.codec.procedure_blocks(MCTSConfig(**dm.expert).pv_depth)
     stop = dm.codec.stop_fn
 
     module.act(batch[:8], stop, max_steps)  # warm-up

@@ -134,21 +134,27 @@ def test_codec_round_trip(game):
     assert np.array_equal(codec.decode_state(state), frames[0])
     pv = [PVStep(action=a, frame=frame_tokens(f), value=v, visits=1)
           for a, f, v in zip([1, 4, 0], frames, [-2.0, 0.7, 100.0])]
-    blocks = codec.encode_procedure(pv)
-    assert blocks.shape == (3, 11, 10) and blocks.max() < codec.step_vocab
-    for i, (step, block) in enumerate(zip(pv, blocks)):
+    blocks = codec.encode_procedure(pv, tokens)
+    assert blocks.shape == (4, 11, 10) and blocks.max() < codec.step_vocab
+    assert codec.procedure_blocks(3) == 4 and codec.first_imagined == 1
+    # block l: the frame f_l (the state's for l = 0, else the one a_{l-1} reached) and a_l from it
+    frames_in = [frames[0]] + list(frames)
+    for i, block in enumerate(blocks):
         a, frame, v, root, last = codec.decode_step(block)
-        assert a == step.action and root == pv[0].action and last == (i == 2)
-        assert np.array_equal(frame, tokens_to_frame(step.frame, c))
-        assert v == int(np.searchsorted(VALUE_EDGES, step.value, side="right"))
-        assert block[10, 4] == codec.depth_base + i  # the step's depth: where a PV ends is visible
-    stops = codec.stop_fn(torch.from_numpy(np.stack([state] * 3)), torch.from_numpy(blocks))
-    assert stops.tolist() == [False, False, True]
+        assert root == pv[0].action and last == (i == 3)
+        assert np.array_equal(frame, frames_in[i])
+        if i < 3:
+            assert a == pv[i].action and v == int(np.searchsorted(VALUE_EDGES, pv[i].value, side="right"))
+        else:
+            assert a is None and v is None
+        assert block[10, 4] == codec.depth_base + i  # the block's depth: where a PV ends is visible
+    stops = codec.stop_fn(torch.from_numpy(np.stack([state] * 4)), torch.from_numpy(blocks))
+    assert stops.tolist() == [False, False, False, True]
     malformed = blocks[0].copy()
     malformed[10, 0] = codec.pad
     assert codec.decode_step(malformed) is None
-    empty = codec.encode_procedure([], tokens)  # a search that expanded nothing: one step, 'n'
-    assert empty.shape == (1, 11, 10) and codec.decode_step(empty[0])[0] == 0 and codec.decode_step(empty[0])[4]
+    empty = codec.encode_procedure([], tokens)  # a search that expanded nothing: 'n' to the same frame
+    assert empty.shape == (2, 11, 10) and codec.decode_step(empty[0])[0] == 0 and codec.decode_step(empty[1])[4]
 
 
 
@@ -157,15 +163,16 @@ def test_codec_root_block_comes_before_the_pv():
     tokens = frame_tokens(np.random.default_rng(1).random((10, 10, N_CHANNELS["breakout"])) < 0.2)
     pv = [PVStep(action=3, frame=tokens, value=0.7, visits=5), PVStep(action=0, frame=tokens, value=0.2, visits=2)]
     blocks = codec.encode_procedure(pv, tokens, root_q={0: -1.0, 1: 0.3, 3: 5.0})  # breakout's n, l, r
-    assert blocks.shape == (3, 11, 10) and blocks.max() < codec.step_vocab and codec.first_pv_step == 1
+    assert blocks.shape == (4, 11, 10) and blocks.max() < codec.step_vocab and codec.first_pv_step == 1
+    assert codec.first_imagined == 2 and codec.procedure_blocks(2) == 4
     root = blocks[0]
     assert (root[:10] == codec.pad).all() and root[10, 3] == codec.more
     bins = [int(np.searchsorted(VALUE_EDGES, q, side="right")) for q in (-1.0, 0.3, 5.0)]
     assert root[10, [4, 5, 7]].tolist() == [codec.value_base + b for b in bins]
     assert (root[10, [0, 1, 2, 6, 8, 9]] == codec.pad).all()  # actions 2, 4, 5: not breakout's
     assert np.array_equal(blocks[1:], Codec("breakout").encode_procedure(pv, tokens))
-    state = torch.from_numpy(np.stack([codec.encode_state(tokens)] * 3))
-    assert codec.stop_fn(state, torch.from_numpy(blocks)).tolist() == [False, False, True]
+    state = torch.from_numpy(np.stack([codec.encode_state(tokens)] * 4))
+    assert codec.stop_fn(state, torch.from_numpy(blocks)).tolist() == [False, False, False, True]
     weights = np.array(codec.cell_weights())
     plain = np.array(Codec("breakout").cell_weights())  # PV steps: depth in column 4, PAD after it
     assert (weights[10, 4:] > 0).all() and plain[10, 4] > 0 and (plain[10, 5:] == 0).all()

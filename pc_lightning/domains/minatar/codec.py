@@ -6,21 +6,30 @@ token whose bits are the game's C channels (token = sum_c 2**c * frame[y, x, c],
 
 State block s: rows 0-9 the observed frame; row 10 all PAD.
 
-Procedure x_0 .. x_L, the search's principal variation (PV: from the root, the most-visited
-child, down to ``pv_depth`` steps; L + 1 = its length):
+Procedure x_0 .. x_D, the search's principal variation (PV: from the root, the most-visited
+child, D <= ``pv_depth`` actions a_0 .. a_{D-1}, the frames f_1 .. f_D they reach in the
+search's simulator, and the values Q_0 .. Q_{D-1} of those nodes). Each block holds a frame
+and the action taken *from* it, so a frame is always predicted after the action that
+produced it (from the block before, which holds that action):
 
-    rows 0-9   the imagined frame the search reached after the l-th PV action
-    row 10     [ACTION + a_l, VALUE + bin(Q_l), ACTION + a, MORE or LAST, DEPTH + l, PAD, ..., PAD]
+    rows 0-9   f_l: the state's frame for l = 0, else the frame the search reached after a_{l-1}
+    row 10     [ACTION + a_l, VALUE + bin(Q_l), ACTION + a, MORE, DEPTH + l, PAD, ..., PAD]   (l < D)
+    row 10     [PAD,          PAD,              ACTION + a, LAST, DEPTH + D, PAD, ..., PAD]   (l = D)
 
-a_0 is the root's chosen action, which is the action a; every step repeats a (column 2)
-so that with a Markov window (each step sees only the previous one) the last step still
-shows the answer to the action query hosted there. Q_l is the node's mean discounted
-return, binned by :data:`VALUE_EDGES` (bin i holds values in [edge[i-1], edge[i])).
-Column 3 is LAST on the final step, MORE before it; generation stops at LAST. Column 4 is
-the step's depth l (capped at :data:`MAX_DEPTH` - 1). With a Markov window a step sees only
-the previous one, so without it the depth, and with it where the PV ends, is invisible:
-a model then ends its PVs early (at x_1 where the expert's run to x_3), and the action query,
-trained on final steps only, reads a block unlike any it was trained on.
+a_0 is the root's chosen action, which is the action a; every block repeats a (column 2)
+so that with a Markov window (each block sees only the one before) the last still shows
+the answer to the action query hosted there. Q_l is the mean discounted return of the
+node a_l leads to, binned by :data:`VALUE_EDGES` (bin i holds values in [edge[i-1], edge[i])).
+Column 3 is LAST on the final block, MORE before it; generation stops at LAST. Column 4 is
+the block's depth l (capped at :data:`MAX_DEPTH` - 1). With a Markov window a block sees
+only the previous one, so without it the depth, and with it where the PV ends, is invisible:
+a model then ended its PVs early (at x_1 where the expert's ran to x_3), and the action
+query, trained on final blocks only, read a block unlike any it was trained on.
+
+Before this layout a block held a_l beside the frame *after* it, f_{l+1}: all cells of a
+block are predicted at once, so the frame was predicted without knowing the action, and
+the model drew the paddle on both sides (breakout: 3.5 wrong cells per imagined frame,
+none exact).
 
 With ``root_block`` (``data.init_args.root_block``), the procedure starts with one more
 block, the search's comparison of the root's actions, before the PV:
@@ -29,8 +38,8 @@ block, the search's comparison of the root's actions, before the PV:
     row 10     [PAD, PAD, PAD, MORE, VALUE + bin(Q(root, 0)), ..., VALUE + bin(Q(root, 5))]
 
 one value bin per action of MinAtar's full set (PAD for actions outside the game's minimal
-set or never tried), so x_1 = PV step 0, which holds the chosen action, is predicted after
-the values it is chosen from, not in the same block as the state's first prediction.
+set or never tried), so x_1, which holds the chosen action, is predicted after the values
+it is chosen from, not in the same block as the state's first prediction.
 
 Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
 (6 ids, MinAtar's full action set), VALUE = ACTION + 6 (len(VALUE_EDGES) + 1 ids), then
@@ -83,8 +92,17 @@ class Codec:
 
     @property
     def first_pv_step(self) -> int:
-        """Index of the PV's first step in a procedure (1 after a root block)."""
+        """Index of the PV's first block, the one holding a_0 (1 after a root block)."""
         return int(self.root_block)
+
+    @property
+    def first_imagined(self) -> int:
+        """Index of the first block whose frame the search imagined (f_1, after a_0)."""
+        return self.first_pv_step + 1
+
+    def procedure_blocks(self, pv_depth: int) -> int:
+        """The most blocks a procedure of a search with ``pv_depth`` has (generation's limit)."""
+        return self.first_pv_step + pv_depth + 1
 
     def encode_root(self, root_q: dict[int, float]) -> np.ndarray:
         """The root block (11, 10): each root action's binned Q, see the module docstring."""
@@ -104,38 +122,46 @@ class Codec:
 
     def encode_procedure(self, pv: list[PVStep], state_frame: np.ndarray | None = None,
                          root_q: dict[int, float] | None = None) -> np.ndarray:
-        """Principal variation -> step blocks (len(pv), 11, 10), after the root block of
-        ``root_q`` if the codec has one. An empty PV (a search that expanded nothing) becomes
-        one step: action 0 ('n'), the state's frame, value 0."""
+        """Principal variation -> step blocks (len(pv) + 1, 11, 10), after the root block of
+        ``root_q`` if the codec has one; ``state_frame`` (10, 10) is x_0's frame (zeros if
+        None). An empty PV (a search that expanded nothing) becomes one step: action 0 ('n')
+        to the state's frame, value 0."""
+        state_frame = np.zeros((10, 10), np.int64) if state_frame is None else np.asarray(state_frame)
         if not pv:
-            frame = np.zeros((10, 10), np.int64) if state_frame is None else state_frame
-            pv = [PVStep(0, frame, 0.0, 0)]
-        out = np.full((len(pv), H, W), self.pad, dtype=np.int64)
+            pv = [PVStep(0, state_frame, 0.0, 0)]
+        out = np.full((len(pv) + 1, H, W), self.pad, dtype=np.int64)
+        out[0, :10] = state_frame
         for i, step in enumerate(pv):
-            out[i, :10] = step.frame
             out[i, 10, 0] = self.action_base + step.action
             out[i, 10, 1] = self.value_base + int(np.searchsorted(VALUE_EDGES, step.value, side="right"))
-            out[i, 10, 2] = self.action_base + pv[0].action
-            out[i, 10, 3] = self.more
-            out[i, 10, 4] = self.depth_base + min(i, MAX_DEPTH - 1)
+            out[i + 1, :10] = step.frame
+        out[:, 10, 2] = self.action_base + pv[0].action
+        out[:, 10, 3] = self.more
+        out[:, 10, 4] = self.depth_base + np.minimum(np.arange(len(pv) + 1), MAX_DEPTH - 1)
         out[-1, 10, 3] = self.last
         if self.root_block:
             out = np.concatenate([self.encode_root(root_q or {})[None], out])
         return out
 
     # ---------------------------------------------------------------- decode
-    def decode_step(self, block: np.ndarray) -> tuple[int, np.ndarray, int, int, bool] | None:
-        """(action a_l, frame (10, 10, C) bool, value bin, the root's action a, last) of a step
-        block; None if it is malformed (a generated one may be)."""
+    def decode_step(self, block: np.ndarray) -> tuple[int | None, np.ndarray, int | None, int, bool] | None:
+        """(action a_l, frame f_l (10, 10, C) bool, value bin, the root's action a, last) of a
+        step block, a_l and the bin None on the last block; None if it is malformed (a
+        generated one may be)."""
         block = np.asarray(block)
+        last = int(block[10, 3]) == self.last
         a, v, root = (int(block[10, i]) - b for i, b in
                       ((0, self.action_base), (1, self.value_base), (2, self.action_base)))
         frame = block[:10]
-        ok = (0 <= a < N_ACTIONS) and (0 <= v <= len(VALUE_EDGES)) and (0 <= root < N_ACTIONS) \
-            and bool((frame < self.pad).all()) and int(block[10, 3]) in (self.more, self.last)
+        ok = (0 <= root < N_ACTIONS) and bool((frame < self.pad).all()) and int(block[10, 3]) in (self.more, self.last)
+        if last:
+            ok = ok and int(block[10, 0]) == self.pad and int(block[10, 1]) == self.pad
+            a = v = None
+        else:
+            ok = ok and (0 <= a < N_ACTIONS) and (0 <= v <= len(VALUE_EDGES))
         if not ok:
             return None
-        return a, tokens_to_frame(frame, self.n_channels), v, root, int(block[10, 3]) == self.last
+        return a, tokens_to_frame(frame, self.n_channels), v, root, last
 
     def decode_state(self, block: np.ndarray) -> np.ndarray:
         """State block (11, 10) -> frame (10, 10, C) bool."""

@@ -78,7 +78,7 @@ class MinAtarSuite:
         self.expert_return = expert_return
         self.n_probes = n_probes
         self.animation_steps = animation_steps
-        self.max_procedure_steps = MCTSConfig(**expert).pv_depth + self.codec.first_pv_step
+        self.max_procedure_steps = self.codec.procedure_blocks(MCTSConfig(**expert).pv_depth)
         self._probes: dict[tuple[int, int], tuple[np.ndarray, list[np.ndarray]]] = {}
 
     def episodes(self, rank: int = 0, world_size: int = 1) -> MinAtarEpisodes:
@@ -113,7 +113,7 @@ class MinAtarSuite:
     def procedure_accuracy(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:
         """Per probe: the fraction of the search's imagined frames (its PV) that the model
         imagines exactly at the same position."""
-        first = self.codec.first_pv_step  # a root block has no frame
+        first = self.codec.first_imagined  # x_0's frame is the state's; a root block has none
         return procedure_accuracy([x[first:, :10] for x in expert], generated[:, first:, :10], lengths - first)
 
     def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
@@ -133,7 +133,7 @@ class MinAtarSuite:
             if gen is None and module.uses_procedure:
                 gen = module.generate_procedure(state, self.stop_fn, self.max_procedure_steps)
             imagined = np.zeros((80, 80, 3), dtype=np.uint8)
-            first = self.codec.first_pv_step
+            first = self.codec.first_imagined
             if gen is not None and int(gen.lengths[0]) > first:
                 imagined = self.codec.frame_rgb(gen.steps[0, first, :10].cpu().numpy())
             frames.append(np.concatenate([self.codec.frame_rgb(obs[:10]), np.full((80, 4, 3), 255, np.uint8),
@@ -167,7 +167,7 @@ class MinAtarDataModule(ProcedureDataModule):
     """
 
     domain = "minatar"
-    generator_version = "3"  # 3: PV steps carry their depth (codec column 4)
+    generator_version = "4"  # 3: PV steps carry their depth; 4: a block holds a frame and the action from it
 
     def __init__(self, game: str = "breakout", n_train_episodes: int = 8, n_val_episodes: int = 1,
                  max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
