@@ -41,7 +41,7 @@ class ProcedureCloner(L.LightningModule):
         bit_head: where the domain declares bit-vector step tokens (``TokenSpec.step_bits``
             = B), predict a cell as "bits or which symbol" plus B independent bits instead
             of one softmax over the 2**B vectors and the symbols. Far smaller outputs
-            (MinAtar's seaquest: 28 instead of 1,041 per cell), the same likelihood-based loss.
+            (MinAtar's seaquest: 36 instead of 1,049 per cell), the same likelihood-based loss.
         attn_sink: a learned key/value per layer that any query may attend to instead of content.
         query_sees_state: the action query, hosted at a step block, also reads the state block.
             False saves the state block's pass per action where the host block already shows
