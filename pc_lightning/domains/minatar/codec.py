@@ -23,13 +23,13 @@ node a_l leads to, binned by :data:`VALUE_EDGES` (bin i holds values in [edge[i-
 Column 3 is LAST on the final block, MORE before it; generation stops at LAST. Column 4 is
 the block's depth l (capped at :data:`MAX_DEPTH` - 1). With a Markov window a block sees
 only the previous one, so without it the depth, and with it where the PV ends, is invisible:
-a model then ended its PVs early (at x_1 where the expert's ran to x_3), and the action
-query, trained on final blocks only, read a block unlike any it was trained on.
+a model then ended its PVs after 2 blocks where the expert's had 4, and the action query,
+trained on final blocks only, read a block unlike any it was trained on.
 
 Before this layout a block held a_l beside the frame *after* it, f_{l+1}: all cells of a
 block are predicted at once, so the frame was predicted without knowing the action, and
-the model drew the paddle on both sides (breakout: 3.5 wrong cells per imagined frame,
-none exact).
+the model drew the paddle on both sides (breakout: 3.45 wrong cells per imagined frame,
+none exact; 2.95 with this layout, still none exact: see the README).
 
 With ``root_block`` (``data.init_args.root_block``), the procedure starts with one more
 block, the search's comparison of the root's actions, before the PV:
