@@ -16,8 +16,10 @@ timed; an untrained model may not stop its procedure early, so prefer a checkpoi
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar.env import make_env
@@ -42,8 +44,8 @@ def main() -> None:
     game = a.game
     if not a.ckpt:
         spec = MinAtarDataModule(game=game).spec
-        module = ProcedureCloner(variant="pc", spec=spec, d_model=32, n_heads=2, n_layers=2, d_ff=128, window=1,
-                                 patch=(1, 10), bit_head=True)  # conf/minatar.yaml's model
+        model = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/minatar.yaml").model)
+        module = ProcedureCloner(spec=spec, **model)  # conf/minatar.yaml's model, untrained
     module.eval()
     dm = MinAtarDataModule(game=game, n_val_episodes=1, root_block=a.root_block)
     dm.prepare_data()

@@ -136,6 +136,22 @@ def test_patch_tokens_keep_cells_apart():
         TransformerConfig(4, 6, 4, patch=(0, 2))
 
 
+def test_patch_outputs_map_back_to_their_cells():
+    """Token (i, j)'s output slot a * pw + b is cell (i * ph + a, j * pw + b), the position the
+    embedding gives that cell; slots past the grid's edge are dropped."""
+    net = make(1, patch=(2, 3))
+    gh, gw = net.grid(H, W)
+    t = torch.full((1, gh * gw, 6), -1)
+    for i in range(gh):
+        for j in range(gw):
+            for a in range(2):
+                for b in range(3):
+                    y, x = i * 2 + a, j * 3 + b
+                    if y < H and x < W:
+                        t[0, i * gw + j, a * 3 + b] = y * W + x
+    assert torch.equal(net._to_cells(t, H, W), torch.arange(H * W).reshape(1, H, W))
+
+
 def test_bit_head_is_a_distribution_and_decodes_to_its_argmax():
     """With step_bits the per-cell outputs are log-probabilities over the whole vocabulary
     (bit vectors, then symbols), and the fast greedy decoding picks their argmax."""

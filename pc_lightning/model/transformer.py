@@ -272,6 +272,15 @@ class ProcedureTransformer(nn.Module):
         ids = ids.reshape(*lead, gh, ph, gw, pw).transpose(-3, -2)  # (..., gh, gw, ph, pw)
         return emb(ids.flatten(-2)).sum(-2)
 
+    def _to_cells(self, t: Tensor, h: int, w: int) -> Tensor:
+        """Per-token values of a block's patch cells (M, H'*W', ph*pw, ...) -> per cell (M, H, W, ...),
+        dropping the cells past the grid's edge. The inverse of :meth:`_embed`'s grouping."""
+        ph, pw = self.cfg.patch
+        gh, gw = self.grid(h, w)
+        m, rest = t.shape[0], t.shape[3:]
+        t = t.reshape(m, gh, gw, ph, pw, *rest).transpose(2, 3)  # (M, gh, ph, gw, pw, ...)
+        return t.reshape(m, gh * ph, gw * pw, *rest)[:, :h, :w]
+
     def _log_probs(self, out: Tensor) -> Tensor:
         """A cell's bit-head outputs (..., 1 + S + B) -> log-probabilities over the step
         vocabulary (..., 2**B + S): p(bit vector v) = p(bits) * prod_b p(bit b = v_b)."""
@@ -286,12 +295,10 @@ class ProcedureTransformer(nn.Module):
         (normalised log-probabilities with ``step_bits``)."""
         out = self.step_head(self.ln_f(hidden))  # (..., H'*W', ph*pw*outputs)
         ph, pw = self.cfg.patch
-        *lead, _, _ = out.shape
-        c = self.cell_outputs
         if ph * pw > 1:
-            gh, gw = self.grid(h, w)
-            out = out.reshape(*lead, gh, gw, ph, pw, c).transpose(-4, -3)  # (..., gh, ph, gw, pw, c)
-            out = out.reshape(*lead, gh * ph, gw * pw, c)[..., :h, :w, :].reshape(*lead, h * w, c)
+            *lead, n, _ = out.shape
+            cells = self._to_cells(out.reshape(-1, n, ph * pw, self.cell_outputs), h, w)  # (M, H, W, c)
+            out = cells.reshape(*lead, h * w, self.cell_outputs)
         return self._log_probs(out) if self.n_bits else out
 
     def _decode(self, hidden: Tensor, h: int, w: int) -> Tensor:
@@ -312,9 +319,7 @@ class ProcedureTransformer(nn.Module):
             best = vector_id if sym is None else torch.where(vector_lp >= sym_lp, vector_id, sym + 2**self.n_bits)
         else:
             best = out.argmax(-1)  # (M, H'*W', P)
-        gh, gw = self.grid(h, w)
-        cells = best.reshape(-1, gh, gw, ph, pw).transpose(2, 3).reshape(-1, gh * ph, gw * pw)
-        return cells[:, :h, :w]
+        return self._to_cells(best, h, w)
 
     # ----------------------------------------------------------------- embeddings
     def _pos(self, h: int, w: int, device: torch.device) -> Tensor | float:

@@ -120,13 +120,13 @@ class Codec:
         out[..., :10, :] = frame
         return out
 
-    def encode_procedure(self, pv: list[PVStep], state_frame: np.ndarray | None = None,
+    def encode_procedure(self, pv: list[PVStep], state_frame: np.ndarray,
                          root_q: dict[int, float] | None = None) -> np.ndarray:
         """Principal variation -> step blocks (len(pv) + 1, 11, 10), after the root block of
-        ``root_q`` if the codec has one; ``state_frame`` (10, 10) is x_0's frame (zeros if
-        None). An empty PV (a search that expanded nothing) becomes one step: action 0 ('n')
-        to the state's frame, value 0."""
-        state_frame = np.zeros((10, 10), np.int64) if state_frame is None else np.asarray(state_frame)
+        ``root_q`` if the codec has one; ``state_frame`` (10, 10) tokens, the searched state's
+        frame, is x_0's. An empty PV (a search that expanded nothing) becomes one step:
+        action 0 ('n') to the state's frame, value 0."""
+        state_frame = np.asarray(state_frame)
         if not pv:
             pv = [PVStep(0, state_frame, 0.0, 0)]
         out = np.full((len(pv) + 1, H, W), self.pad, dtype=np.int64)
