@@ -193,3 +193,40 @@ def test_cached_generation_with_hidden_agent_equals_full_forward(window):
         again = net.generate(state, max_steps=6, prefixes=gen.chains)
         assert torch.allclose(again.action_logits, gen.action_logits, atol=1e-5)
         assert torch.equal(again.lengths, gen.lengths)
+
+
+def test_column_stem_equals_the_2d_convolution():
+    """One patch per row makes the token grid a column; the stem's 1-D shortcut is the same convolution."""
+    from pc_lightning.model.transformer import GridStem
+
+    torch.manual_seed(0)
+    stem = GridStem(8, kernel=3, layers=2)
+    x = torch.randn(4, 7, 1, 8)  # (M, H, W=1, d)
+    y = x.permute(0, 3, 1, 2)
+    for conv in stem.convs:  # the 2-D reference, the padded columns included
+        y = y + torch.nn.functional.conv2d(torch.nn.functional.gelu(y), conv.weight, conv.bias, padding=1)
+    ref = y.permute(0, 2, 3, 1).reshape(4, 7, 8)
+    assert torch.allclose(stem(x), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_small_attention_equals_the_fused_kernel(with_mask):
+    """Up to SMALL_ATTENTION_KEYS keys, attention is computed with two matmuls; it must equal SDPA."""
+    from pc_lightning.model.transformer import SMALL_ATTENTION_KEYS, Layer
+
+    torch.manual_seed(0)
+    layer = Layer(TransformerConfig(state_vocab=4, step_vocab=4, action_vocab=2, d_model=16, n_heads=2))
+    m, tq, tk = 5, 6, SMALL_ATTENTION_KEYS - 1  # the sink makes it SMALL_ATTENTION_KEYS keys
+    q, k, v = torch.randn(m, tq, 2, 8), torch.randn(m, tk, 2, 8), torch.randn(m, tk, 2, 8)
+    mask = torch.rand(m, tk) > 0.3 if with_mask else None
+    bias = torch.randn(2, tq, tk)
+    got = layer.attend(q, k, v, mask, bias)
+    ks = torch.cat([layer.sink[0].expand(m, -1, -1, -1), k], 1)
+    vs = torch.cat([layer.sink[1].expand(m, -1, -1, -1), v], 1)
+    full = torch.nn.functional.pad(bias, (1, 0))[None].expand(m, -1, -1, -1)
+    if mask is not None:
+        full = full.masked_fill(~torch.cat([torch.ones(m, 1, dtype=torch.bool), mask], 1)[:, None, None], float("-inf"))
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), ks.transpose(1, 2), vs.transpose(1, 2), attn_mask=full).transpose(1, 2).flatten(-2)
+    assert got.shape == (m, tq, 16)
+    assert torch.allclose(got, ref, atol=1e-5)

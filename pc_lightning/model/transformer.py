@@ -24,11 +24,15 @@ its neighbourhood, so a model trained on 16x16 grids runs unchanged on 31x31 one
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+SMALL_ATTENTION_KEYS = 64  # up to this many keys, attention is two batched matmuls, not the fused kernel
 
 
 @dataclass
@@ -101,6 +105,12 @@ class GridStem(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # x: (M, H, W, d) -> (M, H*W, d)
         m, h, w, d = x.shape
+        if w == 1 and self.convs:  # a column of tokens (one patch per row): the same convolution in 1-D,
+            y = x[:, :, 0].transpose(1, 2)  # (M, d, H)   since the padded columns only add zeros
+            for conv in self.convs:
+                k = conv.weight.shape[-1]
+                y = y + F.conv1d(F.gelu(y), conv.weight[..., k // 2], conv.bias, padding=conv.padding[0])
+            return y.transpose(1, 2).contiguous()
         y = x.permute(0, 3, 1, 2)  # (M, d, H, W)
         for conv in self.convs:
             y = y + conv(F.gelu(y))
@@ -145,6 +155,12 @@ class Layer(nn.Module):
         attn_mask = None if mask is None else mask[:, None, None, :]
         if bias is not None:
             attn_mask = bias[None] if attn_mask is None else bias[None].masked_fill(~attn_mask, float("-inf"))
+        if k.shape[1] <= SMALL_ATTENTION_KEYS:  # a few keys: two batched matmuls beat the fused kernel
+            scores = (q.transpose(1, 2) @ k.permute(0, 2, 3, 1)) * q.shape[-1] ** -0.5  # (M, h, Tq, Tk)
+            if attn_mask is not None:
+                scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool \
+                    else scores + attn_mask
+            return (scores.softmax(-1) @ v.transpose(1, 2)).transpose(1, 2).flatten(-2)  # (M, Tq, d)
         out = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attn_mask
         )  # (M, h, Tq, e)
@@ -180,7 +196,8 @@ def _rows(kv: list[tuple[Tensor, Tensor]] | None, rows: Tensor | None) -> list[t
     """Per-layer keys/values restricted to the sequences ``rows`` (bool mask; None: all)."""
     if kv is None or rows is None:
         return kv
-    return [(k[rows], v[rows]) for k, v in kv]
+    idx = rows.nonzero().squeeze(1)  # once, not per tensor as boolean indexing would
+    return [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in kv]
 
 
 @dataclass
@@ -192,7 +209,12 @@ class Generation:
     steps: Tensor  # (B, Lmax, H, W) long, -1 past each sequence's length
     lengths: Tensor  # (B,) long: number of step blocks up to the one hosting the action
     forward_blocks: int  # step blocks run through the network, summed over the batch
-    chains: list["Chain"]  # per sequence, every block generated so far (reusable as a prefix)
+    make_chains: Callable[[], list["Chain"]] = field(repr=False, default=list)
+
+    @cached_property
+    def chains(self) -> list["Chain"]:
+        """Per sequence, every block generated so far (reusable as a prefix); built on first use."""
+        return self.make_chains()
 
 
 @dataclass
@@ -270,7 +292,8 @@ class ProcedureTransformer(nn.Module):
                                + pw * torch.arange(ph, device=cells.device)[:, None]).repeat(gh, gw)[:h, :w]
         ids = F.pad(ids, (0, gw * pw - w, 0, gh * ph - h), value=ph * pw * vocab)  # (..., gh*ph, gw*pw)
         ids = ids.reshape(*lead, gh, ph, gw, pw).transpose(-3, -2)  # (..., gh, gw, ph, pw)
-        return emb(ids.flatten(-2)).sum(-2)
+        bags = F.embedding_bag(ids.reshape(-1, ph * pw), emb.weight, mode="sum")  # (..., d) per patch
+        return bags.reshape(*ids.shape[:-2], -1)
 
     def _to_cells(self, t: Tensor, h: int, w: int) -> Tensor:
         """Per-token values of a block's patch cells (M, H'*W', ph*pw, ...) -> per cell (M, H, W, ...),
@@ -310,13 +333,16 @@ class ProcedureTransformer(nn.Module):
         ph, pw = self.cfg.patch
         out = self.step_head(self.ln_f(hidden)).unflatten(-1, (ph * pw, self.cell_outputs))  # (M, H'*W', P, c)
         if self.n_bits:
-            kind = out[..., : 1 + self.n_symbols].log_softmax(-1)
+            # log p(bits) and log p(symbol) share log_softmax's normaliser: compare the raw logits
             bit = out[..., 1 + self.n_symbols :]
             vector = (bit > 0).long()  # (M, H'*W', P, B)
             vector_id = (vector << torch.arange(self.n_bits, device=out.device)).sum(-1)
-            vector_lp = kind[..., 0] + F.logsigmoid(bit.abs()).sum(-1)  # log p of the best vector
-            sym_lp, sym = kind[..., 1:].max(-1) if self.n_symbols else (torch.full_like(vector_lp, -math.inf), None)
-            best = vector_id if sym is None else torch.where(vector_lp >= sym_lp, vector_id, sym + 2**self.n_bits)
+            vector_lp = out[..., 0] + F.logsigmoid(bit.abs()).sum(-1)  # log p of the best vector, unnormalised
+            if self.n_symbols:
+                sym_lp, sym = out[..., 1 : 1 + self.n_symbols].max(-1)
+                best = torch.where(vector_lp >= sym_lp, vector_id, sym + 2**self.n_bits)
+            else:
+                best = vector_id
         else:
             best = out.argmax(-1)  # (M, H'*W', P)
         return self._to_cells(best, h, w)
@@ -648,13 +674,19 @@ class ProcedureTransformer(nn.Module):
             rounds, forced = rounds[keep] + 1, forced[keep]
             state_kv = _rows(state_kv, keep_rows)
             context_kv = _rows(context_kv, keep_rows) if self.cfg.hide_from_steps else state_kv
-        chains = []
-        for b in range(bsz):
-            own = steps_out[b, : int(lengths[b])]
-            old = prefixes[b] if prefixes is not None else None
-            if old is not None and len(old.blocks) > len(own) and self.reusable \
-                    and torch.equal(old.context, contexts[b]):
-                own = old.blocks  # a longer chain already known: keep all of it
-            kv = [(k[b], v[b]) for k, v in full_context_kv] if self.cfg.hide_from_steps else None
-            chains.append(Chain(own, contexts[b], kv))
-        return Generation(actions, action_logits, steps_out[:, : int(lengths.max())], lengths, forward_blocks, chains)
+        reusable, hidden = self.reusable, bool(self.cfg.hide_from_steps)
+
+        def chains() -> list[Chain]:  # a Python loop over the batch: built only when asked for
+            out = []
+            for b in range(bsz):
+                own = steps_out[b, : int(lengths[b])]
+                old = prefixes[b] if prefixes is not None else None
+                if old is not None and len(old.blocks) > len(own) and reusable \
+                        and torch.equal(old.context, contexts[b]):
+                    own = old.blocks  # a longer chain already known: keep all of it
+                kv = [(k[b], v[b]) for k, v in full_context_kv] if hidden else None
+                out.append(Chain(own, contexts[b], kv))
+            return out
+
+        return Generation(actions, action_logits, steps_out[:, : int(lengths.max())], lengths, forward_blocks,
+                          chains)
