@@ -167,6 +167,14 @@ def test_bit_head_is_a_distribution_and_decodes_to_its_argmax():
     fast = net._decode(hidden, H, W)
     assert torch.equal(full, fast)
     assert (fast >= 4).any() and (fast < 4).any()
+    # the training loss and accuracy read the raw outputs: the same numbers as the full table
+    raw = net.step_logits(hidden, H, W, raw=True).flatten(0, 1)  # (T, 1 + S + B)
+    table = net.step_logits(hidden, H, W).flatten(0, 1)  # (T, V)
+    target = torch.randint(0, 6, (len(raw),))
+    target[::7] = -100  # ignored cells cost nothing
+    want = torch.nn.functional.cross_entropy(table, target, ignore_index=-100, reduction="none")
+    assert torch.allclose(net.cell_nll(raw, target), want, atol=1e-5)
+    assert torch.equal(net.cell_argmax(raw), table.argmax(-1))
     with pytest.raises(ValueError, match="step_bits"):
         TransformerConfig(4, 6, 4, step_bits=3)  # 8 vectors do not fit a vocabulary of 6
 

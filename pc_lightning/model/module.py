@@ -97,8 +97,9 @@ class ProcedureCloner(L.LightningModule):
     # ---------------------------------------------------------------- training
     def _losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         steps = batch["steps"] if self.uses_procedure else None
+        bits = bool(self.net.n_bits)  # bit head: the loss from its own outputs, not the 2**B-way table
         state_logits, step_logits, action_logits = self.net(
-            batch["state"], steps, batch["step_valid"], batch["action_host"], batch.get("step_segment"))
+            batch["state"], steps, batch["step_valid"], batch["action_host"], batch.get("step_segment"), raw=bits)
         out: dict[str, Tensor] = {}
         action_t = batch["action"]
         has_action = action_t != IGNORE
@@ -118,7 +119,11 @@ class ProcedureCloner(L.LightningModule):
                 sources.append(batch["steps"].flatten())
             logits_t, targets_t = torch.cat(logits), torch.cat(targets)
             known = targets_t != IGNORE
-            token_loss = F.cross_entropy(logits_t, targets_t, ignore_index=IGNORE, reduction="none")  # (T,)
+            if bits:
+                token_loss, predicted = self.net.cell_nll(logits_t, targets_t), self.net.cell_argmax(logits_t)
+            else:
+                token_loss = F.cross_entropy(logits_t, targets_t, ignore_index=IGNORE, reduction="none")  # (T,)
+                predicted = logits_t.argmax(-1)
             weight = known.float()
             if self.spec.step_cell_weights is not None:
                 cells = torch.tensor(self.spec.step_cell_weights, dtype=weight.dtype, device=weight.device).flatten()
@@ -127,7 +132,7 @@ class ProcedureCloner(L.LightningModule):
                 changed = targets_t != torch.cat(sources)
                 weight = weight * torch.where(changed, self.hparams.changed_token_weight, 1.0)
             out["procedure_loss"] = (token_loss * weight).sum() / weight.sum().clamp(min=1.0)
-            out["procedure_correct"] = ((logits_t.argmax(-1) == targets_t) & known).sum()
+            out["procedure_correct"] = ((predicted == targets_t) & known).sum()
             out["n_procedure"] = known.sum()
             loss = loss + out["procedure_loss"]
         out["loss"] = loss

@@ -313,38 +313,52 @@ class ProcedureTransformer(nn.Module):
         vectors = F.logsigmoid(bit) @ table.T + F.logsigmoid(-bit) @ (1 - table).T  # (..., 2**B)
         return torch.cat([kind[..., :1] + vectors, kind[..., 1:]], -1)
 
-    def step_logits(self, hidden: Tensor, h: int, w: int) -> Tensor:
+    def step_logits(self, hidden: Tensor, h: int, w: int, raw: bool = False) -> Tensor:
         """Final hidden states of a block's tokens (..., H'*W', d) -> per-cell logits (..., H*W, V)
-        (normalised log-probabilities with ``step_bits``)."""
+        (normalised log-probabilities with ``step_bits``; with ``raw`` as well, the bit head's
+        own outputs (..., H*W, 1 + S + B), for :meth:`cell_nll` and :meth:`cell_argmax`)."""
         out = self.step_head(self.ln_f(hidden))  # (..., H'*W', ph*pw*outputs)
         ph, pw = self.cfg.patch
         if ph * pw > 1:
             *lead, n, _ = out.shape
             cells = self._to_cells(out.reshape(-1, n, ph * pw, self.cell_outputs), h, w)  # (M, H, W, c)
             out = cells.reshape(*lead, h * w, self.cell_outputs)
-        return self._log_probs(out) if self.n_bits else out
+        return self._log_probs(out) if self.n_bits and not raw else out
+
+    def cell_nll(self, out: Tensor, target: Tensor) -> Tensor:
+        """Bit-head outputs (T, 1 + S + B) and target tokens (T,) -> -log p(target) (T,), 0 where
+        the target is negative (ignored). Equal to the cross-entropy over :meth:`_log_probs`'s
+        full table, without building its 2**B columns (seaquest: 1,049 per cell)."""
+        kind = out[:, : 1 + self.n_symbols].log_softmax(-1)  # (T, 1 + S)
+        bit = out[:, 1 + self.n_symbols :]  # (T, B)
+        t = target.clamp(min=0)
+        is_vector = t < 2**self.n_bits
+        t_bits = ((t[:, None] >> torch.arange(self.n_bits, device=t.device)) & 1).bool()  # (T, B)
+        vector_lp = kind[:, 0] + torch.where(t_bits, F.logsigmoid(bit), F.logsigmoid(-bit)).sum(-1)
+        symbol = (t - 2**self.n_bits + 1).clamp(1, self.n_symbols) if self.n_symbols else torch.zeros_like(t)
+        symbol_lp = kind.gather(1, symbol[:, None])[:, 0]
+        return torch.where(target >= 0, -torch.where(is_vector, vector_lp, symbol_lp), torch.zeros_like(vector_lp))
+
+    def cell_argmax(self, out: Tensor) -> Tensor:
+        """Bit-head outputs (..., 1 + S + B) -> the most likely token (...,), without the 2**B-way
+        table: the best bit vector sets each bit to its more likely value, and it competes with
+        the symbols through p(bits) times its probability."""
+        # log p(bits) and log p(symbol) share log_softmax's normaliser: compare the raw logits
+        bit = out[..., 1 + self.n_symbols :]
+        vector = (bit > 0).long()  # (..., B)
+        vector_id = (vector << torch.arange(self.n_bits, device=out.device)).sum(-1)
+        vector_lp = out[..., 0] + F.logsigmoid(bit.abs()).sum(-1)  # log p of the best vector, unnormalised
+        if not self.n_symbols:
+            return vector_id
+        sym_lp, sym = out[..., 1 : 1 + self.n_symbols].max(-1)
+        return torch.where(vector_lp >= sym_lp, vector_id, sym + 2**self.n_bits)
 
     def _decode(self, hidden: Tensor, h: int, w: int) -> Tensor:
-        """Greedy block (M, H, W) from its tokens' final hidden states (M, H'*W', d).
-
-        With ``step_bits`` the most likely token is found without the 2**B-way table: the
-        best bit vector sets each bit to its more likely value, and it competes with the
-        symbols through p(bits) times its probability."""
+        """Greedy block (M, H, W) from its tokens' final hidden states (M, H'*W', d)
+        (with ``step_bits`` by :meth:`cell_argmax`)."""
         ph, pw = self.cfg.patch
         out = self.step_head(self.ln_f(hidden)).unflatten(-1, (ph * pw, self.cell_outputs))  # (M, H'*W', P, c)
-        if self.n_bits:
-            # log p(bits) and log p(symbol) share log_softmax's normaliser: compare the raw logits
-            bit = out[..., 1 + self.n_symbols :]
-            vector = (bit > 0).long()  # (M, H'*W', P, B)
-            vector_id = (vector << torch.arange(self.n_bits, device=out.device)).sum(-1)
-            vector_lp = out[..., 0] + F.logsigmoid(bit.abs()).sum(-1)  # log p of the best vector, unnormalised
-            if self.n_symbols:
-                sym_lp, sym = out[..., 1 : 1 + self.n_symbols].max(-1)
-                best = torch.where(vector_lp >= sym_lp, vector_id, sym + 2**self.n_bits)
-            else:
-                best = vector_id
-        else:
-            best = out.argmax(-1)  # (M, H'*W', P)
+        best = self.cell_argmax(out) if self.n_bits else out.argmax(-1)  # (M, H'*W', P)
         return self._to_cells(best, h, w)
 
     # ----------------------------------------------------------------- embeddings
@@ -393,6 +407,7 @@ class ProcedureTransformer(nn.Module):
         step_valid: Tensor | None = None,
         action_host: Tensor | None = None,
         step_segment: Tensor | None = None,
+        raw: bool = False,
     ) -> tuple[Tensor, Tensor | None, Tensor]:
         """Teacher-forced pass.
 
@@ -402,6 +417,8 @@ class ProcedureTransformer(nn.Module):
         segment (several independent pieces of procedure can share one example).
         Returns per-cell logits: from the state block (B, H*W, Vx) predicting step 0, from
         the step blocks (B, K, H*W, Vx) predicting the next step, and the action (B, A).
+        With ``raw`` and ``step_bits`` the per-cell outputs are the bit head's own (Vx = 1 + S + B),
+        for :meth:`cell_nll` and :meth:`cell_argmax`.
         """
         bsz, h, w_grid = state.shape
         n = math.prod(self.grid(h, w_grid))  # tokens per block
@@ -471,8 +488,8 @@ class ProcedureTransformer(nn.Module):
             if hx is not None:
                 hx = layer.finish(hx, att_x.reshape(hx.shape))
 
-        state_logits = self.step_logits(hc if separate_context else hs, h, w_grid)  # (B, H*W, Vx)
-        step_logits = None if hx is None else self.step_logits(hx, h, w_grid)  # (B, K, H*W, Vx)
+        state_logits = self.step_logits(hc if separate_context else hs, h, w_grid, raw)  # (B, H*W, Vx)
+        step_logits = None if hx is None else self.step_logits(hx, h, w_grid, raw)  # (B, K, H*W, Vx)
         action_logits = self.action_head(self.ln_f(hq[:, 0]))  # (B, A)
         return state_logits, step_logits, action_logits
 
