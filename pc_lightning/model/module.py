@@ -58,6 +58,11 @@ class ProcedureCloner(L.LightningModule):
             procedure; without this the mean loss is dominated by copying. Meaningful where
             the domain's state and step tokens share ids for the same content (MinAtar's
             frames do; the maze's do not, so it keeps 1).
+        scheduled_sampling: in training, the probability that an input step block is
+            replaced by the model's own greedy prediction of it (from a no-grad
+            teacher-forced pass; only blocks that are some position's target, the state's
+            x_0 included). Targets stay the expert's. Generation feeds the model its own
+            imperfect blocks; teacher forcing never does (0 = off; one more forward pass).
     """
 
     def __init__(self, variant: str = "pc", spec: TokenSpec | dict | None = None, d_model: int = 64, n_heads: int = 4,
@@ -68,7 +73,7 @@ class ProcedureCloner(L.LightningModule):
                  patch: tuple[int, int] | list[int] = (1, 1), bit_head: bool = False, lr: float = 3e-4,
                  weight_decay: float = 0.0, warmup_steps: int = 50, decay_steps: int | None = None,
                  min_lr_ratio: float = 0.02, action_loss_weight: float = 1.0,
-                 changed_token_weight: float = 1.0) -> None:
+                 changed_token_weight: float = 1.0, scheduled_sampling: float = 0.0) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"model.variant must be one of {VARIANTS}, got {variant!r}")
@@ -76,6 +81,8 @@ class ProcedureCloner(L.LightningModule):
             raise ValueError("model.spec (token vocabularies) is required; the CLI links it from the DataModule")
         if isinstance(spec, dict):
             spec = TokenSpec(**spec)
+        if not 0.0 <= scheduled_sampling <= 1.0:
+            raise ValueError(f"model.scheduled_sampling must be a probability in [0, 1], got {scheduled_sampling}")
         if bit_head and not spec.step_bits:
             raise ValueError("model.bit_head needs a domain whose step tokens are bit vectors (TokenSpec.step_bits > 0)")
         self.spec = spec
@@ -95,8 +102,34 @@ class ProcedureCloner(L.LightningModule):
         return self.variant in ("pc", "aux_bc")
 
     # ---------------------------------------------------------------- training
+    def _own_predictions(self, batch: dict[str, Tensor], p: float) -> Tensor:
+        """The batch's step blocks (B, K, H, W), each replaced with probability ``p`` by the
+        model's greedy prediction of it, where it is a position's target: block k > 0 is
+        predicted by block k-1 of its segment, block 0 by the state (where it is x_0)."""
+        steps, targets = batch["steps"], batch["targets"]
+        bsz, k, h, w = steps.shape
+        bits = bool(self.net.n_bits)
+        with torch.no_grad():
+            s_out, x_out, _ = self.net(batch["state"], steps, batch["step_valid"], batch["action_host"],
+                                       batch.get("step_segment"), raw=bits)
+            pick = self.net.cell_argmax if bits else (lambda t: t.argmax(-1))
+            first = pick(s_out).view(bsz, 1, h, w)  # the state's prediction of x_0
+            nxt = pick(x_out).view(bsz, k, h, w)  # block j's prediction of block j+1
+        pred = torch.cat([first, nxt[:, :-1]], 1)  # (B, K, H, W): a prediction of each block
+        source_target = torch.cat([batch["first_target"][:, None], targets[:, :-1]], 1)
+        is_target = (source_target == steps).flatten(2).all(-1) & batch["step_valid"]  # (B, K)
+        segment = batch.get("step_segment")
+        if segment is not None:  # a segment's first block is not predicted by the block before it
+            is_target[:, 1:] &= segment[:, 1:] == segment[:, :-1]
+            is_target[:, 0] &= segment[:, 0] == 0
+        swap = is_target & (torch.rand(bsz, k, device=steps.device) < p)
+        return torch.where(swap[:, :, None, None], pred, steps)
+
     def _losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         steps = batch["steps"] if self.uses_procedure else None
+        p = self.hparams.get("scheduled_sampling", 0.0)
+        if steps is not None and self.training and p > 0 and steps.shape[1] > 0:
+            steps = self._own_predictions(batch, p)
         bits = bool(self.net.n_bits)  # bit head: the loss from its own outputs, not the 2**B-way table
         state_logits, step_logits, action_logits = self.net(
             batch["state"], steps, batch["step_valid"], batch["action_host"], batch.get("step_segment"), raw=bits)
