@@ -158,6 +158,30 @@ def test_codec_round_trip(game):
 
 
 
+def test_codec_constraint_keeps_expert_blocks_and_repairs_broken_ones():
+    """Constrained decoding: the expert's own PV blocks already satisfy the invariants
+    (unchanged), and a block with another carried action, a wrong depth or an action
+    beside LAST is repaired; its frame is never touched."""
+    codec = Codec("breakout")
+    frame = np.zeros((10, 10), np.int64)
+    pv = [PVStep(a, frame + a, 0.3 * a, 5) for a in (3, 1, 1)]
+    blocks = torch.from_numpy(codec.encode_procedure(pv, frame))  # (4, 11, 10)
+    state = torch.from_numpy(codec.encode_state(frame))[None]
+    for l in range(len(blocks) - 1):
+        assert torch.equal(codec.constrain(state, blocks[l : l + 1], blocks[l + 1 : l + 2]), blocks[l + 1 : l + 2])
+    broken = blocks[3:4].clone()  # the LAST block
+    broken[0, 10, 0] = codec.action_base + 1  # an action beside LAST
+    broken[0, 10, 2] = codec.action_base + 0  # another carried action
+    broken[0, 10, 4] = codec.depth_base + 1  # a wrong depth
+    broken[0, 5, 5] = 7  # a frame cell: left alone
+    fixed = codec.constrain(state, blocks[2:3], broken)
+    assert fixed[0, 10, 0] == codec.pad and fixed[0, 10, 2] == blocks[0, 10, 2] and fixed[0, 10, 4] == codec.depth_base + 3
+    assert fixed[0, 5, 5] == 7 and torch.equal(fixed[0, :, 6:], broken[0, :, 6:])
+    root = Codec("breakout", root_block=True)
+    root_blocks = torch.from_numpy(root.encode_procedure(pv, frame, {0: 0.1, 1: 0.2, 3: 0.3}))
+    assert torch.equal(root.constrain(state, root_blocks[:1], root_blocks[1:2]), root_blocks[1:2])
+
+
 def test_codec_root_block_comes_before_the_pv():
     codec = Codec("breakout", root_block=True)
     tokens = frame_tokens(np.random.default_rng(1).random((10, 10, N_CHANNELS["breakout"])) < 0.2)

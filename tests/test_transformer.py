@@ -100,6 +100,28 @@ def test_cached_generation_equals_full_forward(window, patch, bits):
         assert gen.actions[i] == a_logits[0].argmax()
 
 
+def test_constrained_generation_edits_blocks_and_reads_the_action_from_them():
+    """A domain's constraint edits every block after x_0 before it is used: the blocks hold
+    the edit, and the action equals a full forward pass over the edited chain."""
+    net = make(1)
+    state, _ = batch(b=4)
+    seen = []
+
+    def cell_zero_copies_the_state(st, prev, nxt):
+        seen.append((len(st), len(prev), len(nxt)))
+        nxt = nxt.clone()
+        nxt[:, 0, 0] = st[:, 0, 0]
+        return nxt
+
+    gen = net.generate(state, max_steps=5, constrain_fn=cell_zero_copies_the_state)
+    assert seen and all(a == b == c for a, b, c in seen)
+    for i in range(4):
+        n = int(gen.lengths[i])
+        assert (gen.steps[i, 1:n, 0, 0] == state[i, 0, 0]).all()
+        _, _, a_logits = net(state[i : i + 1], gen.steps[i : i + 1, :n], action_host=torch.tensor([n - 1]))
+        assert torch.allclose(a_logits[0], gen.action_logits[i], atol=1e-4)
+
+
 def test_generation_stops_by_rule_and_fixed_point():
     net = make(1)
     state, _ = batch(b=3)

@@ -64,7 +64,9 @@ class HeldOutEvaluation(Callback):
             episodes = suite.episodes(rank, world)
             n_episodes = len(episodes.done)
 
-            policy = PolicyWithMemory(pl_module, n_episodes, suite.stop_fn, suite.max_procedure_steps)
+            constrain = getattr(suite, "constrain_fn", None)
+            policy = PolicyWithMemory(pl_module, n_episodes, suite.stop_fn, suite.max_procedure_steps,
+                                      constrain_fn=constrain)
             stats = run_episodes(episodes, policy, pl_module.device)
             for stat, values in stats.items():
                 results[f"{name}/{stat}"] = self._mean(values, pl_module)
@@ -74,7 +76,7 @@ class HeldOutEvaluation(Callback):
                 states, expert = suite.probes(rank, world)
                 states, expert = states[: self.n_probes], expert[: self.n_probes]
                 gen = pl_module.generate_procedure(torch.from_numpy(states).long().to(pl_module.device),
-                                                   suite.stop_fn, suite.max_procedure_steps)
+                                                   suite.stop_fn, suite.max_procedure_steps, constrain)
                 accuracy = getattr(suite, "procedure_accuracy", procedure_accuracy)
                 results[f"{name}/procedure_acc"] = self._mean(accuracy(expert, gen.steps, gen.lengths), pl_module)
                 if hasattr(suite, "procedure_metrics"):  # a domain's further procedure metrics

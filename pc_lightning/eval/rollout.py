@@ -29,8 +29,10 @@ class PolicyWithMemory:
     """A policy over E episodes that hands each episode's last procedure back to the model,
     so a reusable procedure continues instead of restarting at every step."""
 
-    def __init__(self, module, n_episodes: int, stop_fn, max_procedure_steps: int, reuse: bool = True) -> None:
+    def __init__(self, module, n_episodes: int, stop_fn, max_procedure_steps: int, reuse: bool = True,
+                 constrain_fn=None) -> None:
         self.module = module
+        self.constrain_fn = constrain_fn
         self.reuse = reuse
         self.chains: list[Tensor | None] = [None] * n_episodes
         self.stop_fn = stop_fn
@@ -40,7 +42,7 @@ class PolicyWithMemory:
 
     def __call__(self, obs: Tensor, idx: np.ndarray) -> Tensor:
         prefixes = [self.chains[i] for i in idx] if self.reuse else None
-        actions, gen = self.module.act(obs, self.stop_fn, self.max_procedure_steps, prefixes)
+        actions, gen = self.module.act(obs, self.stop_fn, self.max_procedure_steps, prefixes, self.constrain_fn)
         if gen is not None:
             for j, i in enumerate(idx):
                 self.chains[i] = gen.chains[j]

@@ -44,4 +44,6 @@ class EvalSuite(Protocol):
     #   procedure_accuracy(expert, generated, lengths) -> (P,): replaces the exact-step default;
     #   procedure_metrics(expert, generated, lengths) -> {name: (P,)}: further metrics, logged
     #     as {suite}/{name};
-    #   animate(module) -> (T, H, W, 3) uint8: one episode, logged as a GIF.
+    #   animate(module) -> (T, H, W, 3) uint8: one episode, logged as a GIF;
+    #   constrain_fn(state, x_l, x_next) -> x_next, or None: constrained decoding (see
+    #     ProcedureTransformer.generate).

@@ -219,21 +219,23 @@ class ProcedureCloner(L.LightningModule):
     # ---------------------------------------------------------------- acting
     @torch.no_grad()
     def act(self, state: Tensor, stop_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
-            max_procedure_steps: int = 64, prefixes: list[Tensor | None] | None = None
+            max_procedure_steps: int = 64, prefixes: list[Tensor | None] | None = None,
+            constrain_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
             ) -> tuple[Tensor, Generation | None]:
         """Greedy actions (B,) for state tokens (B, H, W), and the generated procedure (pc only).
 
-        ``prefixes``: each state's previous procedure in its episode (see
-        :meth:`ProcedureTransformer.generate`); used only where that is exact."""
+        ``prefixes``: each state's previous procedure in its episode; ``constrain_fn``: the
+        domain's edit of each generated block (both see :meth:`ProcedureTransformer.generate`)."""
         if self.variant == "pc":
-            gen = self.net.generate(state, max_procedure_steps, stop_fn, prefixes)
+            gen = self.net.generate(state, max_procedure_steps, stop_fn, prefixes, constrain_fn)
             return gen.actions, gen
         return self.net.act_from_state(state).argmax(-1), None
 
     def generate_procedure(self, state: Tensor, stop_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
-                           max_procedure_steps: int = 64) -> Generation:
+                           max_procedure_steps: int = 64,
+                           constrain_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> Generation:
         """Imagined procedure for each state, whatever the variant (for Aux BC it is a side output)."""
-        return self.net.generate(state, max_procedure_steps, stop_fn)
+        return self.net.generate(state, max_procedure_steps, stop_fn, constrain_fn=constrain_fn)
 
 
 def count_parameters(module: torch.nn.Module) -> int:

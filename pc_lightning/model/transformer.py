@@ -581,7 +581,7 @@ class ProcedureTransformer(nn.Module):
 
     @torch.no_grad()
     def generate(self, state: Tensor, max_steps: int, stop_fn=None,
-                 prefixes: list["Chain | None"] | None = None) -> Generation:
+                 prefixes: list["Chain | None"] | None = None, constrain_fn=None) -> Generation:
         """Greedy, KV-cached generation of x_0, x_1, ... then the action, batched over B.
 
         A sequence stops at the first block x_l for which ``stop_fn(state, x_l)`` is True
@@ -590,8 +590,12 @@ class ProcedureTransformer(nn.Module):
         read by the query hosted at x_l. Finished sequences leave the batch, so late rounds
         cost only what is still running.
 
+        ``constrain_fn(state, x_l, x_next) -> x_next`` (all (M, H, W)), if given, edits each
+        greedy block after x_0 before it is used: the domain's invariants between consecutive
+        blocks, enforced instead of learned (constrained decoding; off unless asked for).
+
         ``prefixes`` (with a :attr:`reusable` model): per sequence, a chain this model
-        generated before (``Generation.chains``). Where it was made under this state's step
+        generated before (``Generation.chains``, with the same ``constrain_fn``). Where it was made under this state's step
         context it is this state's chain too, so generation resumes after it, or stops
         inside it, with exactly the result of generating from scratch.
         """
@@ -681,6 +685,8 @@ class ProcedureTransformer(nn.Module):
             if not n_keep:
                 break
             nxt = self._decode(hx, h, w_grid)
+            if constrain_fn is not None:
+                nxt = constrain_fn(st if n_stop == 0 else st[keep], x if n_stop == 0 else x[keep], nxt)
             keep_rows = None if n_stop == 0 else keep
             cache = [_rows(c, keep_rows) for c in cache]
             if window is None:

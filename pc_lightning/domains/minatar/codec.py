@@ -171,6 +171,26 @@ class Codec:
         """Generation's stop rule: the step is marked LAST. (B, 11, 10) x2 -> (B,) bool."""
         return step[:, 10, 3] == self.last
 
+    def constrain(self, state: Tensor, prev: Tensor, block: Tensor) -> Tensor:
+        """Constrained decoding: the invariants between consecutive PV blocks, imposed on a
+        generated block (M, 11, 10) given the block before it (``data.init_args.constrained_decoding``).
+
+        After a PV block (one whose column 2 holds an action): column 2 repeats that action a,
+        and column 4 is the previous depth + 1 (capped as in encoding). A block marked LAST
+        has PAD action and value. Frames are left as generated. Blocks after a root block
+        (whose column 2 is PAD) only get the LAST rule."""
+        block = block.clone()
+        row, prev_row = block[:, 10], prev[:, 10]
+        carried = (prev_row[:, 2] >= self.action_base) & (prev_row[:, 2] < self.action_base + N_ACTIONS)
+        row[:, 2] = torch.where(carried, prev_row[:, 2], row[:, 2])
+        prev_depth = prev_row[:, 4] - self.depth_base
+        has_depth = carried & (prev_depth >= 0) & (prev_depth < MAX_DEPTH)
+        row[:, 4] = torch.where(has_depth, self.depth_base + (prev_depth + 1).clamp(max=MAX_DEPTH - 1), row[:, 4])
+        last = row[:, 3] == self.last
+        row[:, 0] = torch.where(last, self.pad, row[:, 0])
+        row[:, 1] = torch.where(last, self.pad, row[:, 1])
+        return block
+
     # ---------------------------------------------------------------- render
     def palette(self) -> np.ndarray:
         """(C + 1, 3) uint8: black background, then one colour per channel."""

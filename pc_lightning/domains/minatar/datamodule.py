@@ -67,9 +67,11 @@ class MinAtarSuite:
 
     def __init__(self, game: str, seeds: list[int], sticky_action_prob: float, difficulty_ramping: bool,
                  max_steps: int, expert: dict[str, Any], expert_return: float | None = None,
-                 n_probes: int = 8, animation_steps: int = 60, root_block: bool = False) -> None:
+                 n_probes: int = 8, animation_steps: int = 60, root_block: bool = False,
+                 constrained_decoding: bool = False) -> None:
         self.game = game
         self.codec = Codec(game, root_block)
+        self.constrain_fn = self.codec.constrain if constrained_decoding else None
         self.seeds = seeds
         self.sticky_action_prob = sticky_action_prob
         self.difficulty_ramping = difficulty_ramping
@@ -129,9 +131,9 @@ class MinAtarSuite:
         for _ in range(self.animation_steps):
             obs = self.codec.encode_state(frame_tokens(env.state()))
             state = torch.from_numpy(obs[None]).long().to(module.device)
-            action, gen = module.act(state, self.stop_fn, self.max_procedure_steps)
+            action, gen = module.act(state, self.stop_fn, self.max_procedure_steps, constrain_fn=self.constrain_fn)
             if gen is None and module.uses_procedure:
-                gen = module.generate_procedure(state, self.stop_fn, self.max_procedure_steps)
+                gen = module.generate_procedure(state, self.stop_fn, self.max_procedure_steps, self.constrain_fn)
             imagined = np.zeros((80, 80, 3), dtype=np.uint8)
             first = self.codec.first_imagined
             if gen is not None and int(gen.lengths[0]) > first:
@@ -163,6 +165,9 @@ class MinAtarDataModule(ProcedureDataModule):
         root_block: start each procedure with the search's binned value of every root
             action, so the PV (and its first action, the decision) is predicted after them
             (see :mod:`~pc_lightning.domains.minatar.codec`).
+        constrained_decoding: in evaluation, impose the codec's invariants between
+            consecutive generated PV blocks (the carried action, the depth; see
+            :meth:`Codec.constrain`) instead of trusting the model to keep them.
         Others: see :class:`~pc_lightning.data.ProcedureDataModule`.
     """
 
@@ -175,11 +180,12 @@ class MinAtarDataModule(ProcedureDataModule):
                  n_heldout_episodes: int = 16, train_eval_episodes: int = 4, seed: int = 0, workers: int = 2,
                  variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 8,
                  batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
-                 root_block: bool = False) -> None:
+                 root_block: bool = False, constrained_decoding: bool = False) -> None:
         super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
                          batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment)
         self.game = check_game(game)
         self.root_block = root_block
+        self.constrained_decoding = constrained_decoding
         self.codec = Codec(game, root_block)
         self.n_episodes = {"train": n_train_episodes, "val": n_val_episodes}
         self.max_episode_steps = max_episode_steps
@@ -232,7 +238,8 @@ class MinAtarDataModule(ProcedureDataModule):
     def eval_suites(self) -> dict[str, MinAtarSuite]:
         if self._suites is None:
             base = dict(game=self.game, max_steps=self.max_episode_steps, expert=self.expert,
-                        expert_return=self.expert_return(), root_block=self.root_block)
+                        expert_return=self.expert_return(), root_block=self.root_block,
+                        constrained_decoding=self.constrained_decoding)
             train_cfg = dict(sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping)
             shifted = {**train_cfg, **self.shift}
             self._suites = {
