@@ -11,8 +11,9 @@ repeated state costs the policy what a new one does, nothing is shared across th
 The two are timed in ``--repeats`` interleaved rounds (one policy pass, then the expert
 on the next share of its states), so that a slow spell of this shared machine slows both;
 the policy's time is the median pass, the expert's the total over its states. Prints
-decisions/s of both and their ratio. Without --ckpt a freshly initialised model of conf/minatar.yaml's size is
-timed; an untrained model may not stop its procedure early, so prefer a checkpoint.
+decisions/s of both and their ratio; ``--threads 1`` compares them core for core. Without
+--ckpt a freshly initialised model of conf/minatar.yaml's size is timed; an untrained
+model may not stop its procedure early, so prefer a checkpoint.
 """
 
 import argparse

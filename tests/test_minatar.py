@@ -157,7 +157,6 @@ def test_codec_round_trip(game):
     assert empty.shape == (2, 11, 10) and codec.decode_step(empty[0])[0] == 0 and codec.decode_step(empty[1])[4]
 
 
-
 def test_codec_constraint_keeps_expert_blocks_and_repairs_broken_ones():
     """Constrained decoding: the expert's own PV blocks already satisfy the invariants
     (unchanged), and a block with another carried action, a wrong depth or an action

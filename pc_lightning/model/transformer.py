@@ -595,9 +595,9 @@ class ProcedureTransformer(nn.Module):
         blocks, enforced instead of learned (constrained decoding; off unless asked for).
 
         ``prefixes`` (with a :attr:`reusable` model): per sequence, a chain this model
-        generated before (``Generation.chains``, with the same ``constrain_fn``). Where it was made under this state's step
-        context it is this state's chain too, so generation resumes after it, or stops
-        inside it, with exactly the result of generating from scratch.
+        generated before (``Generation.chains``, with the same ``constrain_fn``). Where it
+        was made under this state's step context it is this state's chain too, so generation
+        resumes after it, or stops inside it, with exactly the result of generating from scratch.
         """
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
