@@ -159,8 +159,8 @@ def test_codec_round_trip(game):
 
 def test_codec_constraint_keeps_expert_blocks_and_repairs_broken_ones():
     """Constrained decoding: the expert's own PV blocks already satisfy the invariants
-    (unchanged), and a block with another carried action, a wrong depth or an action
-    beside LAST is repaired; its frame is never touched."""
+    (unchanged), and a block with another carried action, a wrong depth, an action beside
+    LAST or a non-PAD tail is repaired; its frame is never touched."""
     codec = Codec("breakout")
     frame = np.zeros((10, 10), np.int64)
     pv = [PVStep(a, frame + a, 0.3 * a, 5) for a in (3, 1, 1)]
@@ -172,10 +172,12 @@ def test_codec_constraint_keeps_expert_blocks_and_repairs_broken_ones():
     broken[0, 10, 0] = codec.action_base + 1  # an action beside LAST
     broken[0, 10, 2] = codec.action_base + 0  # another carried action
     broken[0, 10, 4] = codec.depth_base + 1  # a wrong depth
+    broken[0, 10, 7] = 0  # a frame token where PAD belongs
     broken[0, 5, 5] = 7  # a frame cell: left alone
     fixed = codec.constrain(state, blocks[2:3], broken)
     assert fixed[0, 10, 0] == codec.pad and fixed[0, 10, 2] == blocks[0, 10, 2] and fixed[0, 10, 4] == codec.depth_base + 3
-    assert fixed[0, 5, 5] == 7 and torch.equal(fixed[0, :, 6:], broken[0, :, 6:])
+    assert fixed[0, 10, 7] == codec.pad and torch.equal(fixed[0, 10], blocks[3, 10])
+    assert fixed[0, 5, 5] == 7 and torch.equal(fixed[0, :10], broken[0, :10])
     root = Codec("breakout", root_block=True)
     root_blocks = torch.from_numpy(root.encode_procedure(pv, frame, {0: 0.1, 1: 0.2, 3: 0.3}))
     assert torch.equal(root.constrain(state, root_blocks[:1], root_blocks[1:2]), root_blocks[1:2])
@@ -198,7 +200,10 @@ def test_codec_root_block_comes_before_the_pv():
     assert codec.stop_fn(state, torch.from_numpy(blocks)).tolist() == [False, False, False, True]
     weights = np.array(codec.cell_weights())
     plain = np.array(Codec("breakout").cell_weights())  # PV steps: depth in column 4, PAD after it
-    assert (weights[10, 4:] > 0).all() and plain[10, 4] > 0 and (plain[10, 5:] == 0).all()
+    # every cell of row 10 is trained, the always-PAD ones included: a generated block is the
+    # next block's input and the action query's, whatever the loss cares about
+    for w in (weights, plain):
+        assert (w[10] > 0).all() and w[10, 0] == w[10, 2] > w[10, 1] and (w[:10] == 1).all()
 
 
 TINY_MINATAR = [

@@ -79,15 +79,17 @@ class Codec:
 
     def cell_weights(self, action: float = 50.0, other: float = 5.0) -> list[list[float]]:
         """Loss weights of a step block's cells: the action tokens (a_l and a) weigh ``action``,
-        the value, MORE/LAST and depth tokens ``other``, PAD nothing, each frame cell 1. Without
+        the rest of row 10 (value, MORE/LAST, depth, PAD) ``other``, each frame cell 1. Without
         them the one token that decides (a_0, predicted with x_0 from the state) would be
-        1/110 of a block's loss, and the model learns the frames but not the decision."""
+        1/110 of a block's loss, and the model learns the frames but not the decision.
+
+        The always-PAD cells weigh ``other`` too, not 0: a generated block is the next
+        block's input, and the action query reads the last one whole. With weight 0 the
+        model never learnt to write PAD there, wrote frame tokens instead, and the query,
+        which had only seen PAD there, misread the action (README, MinAtar item 7)."""
         w = np.ones((H, W))
-        w[10] = 0.0
+        w[10] = other
         w[10, [0, 2]] = action
-        w[10, [1, 3, 4]] = other
-        if self.root_block:
-            w[10, 4 : 4 + N_ACTIONS] = other  # the root's action values (PV steps: depth, then PAD)
         return w.tolist()
 
     @property
@@ -176,9 +178,9 @@ class Codec:
         generated block (M, 11, 10) given the block before it (``data.init_args.constrained_decoding``).
 
         After a PV block (one whose column 2 holds an action): column 2 repeats that action a,
-        and column 4 is the previous depth + 1 (capped as in encoding). A block marked LAST
-        has PAD action and value. Frames are left as generated. Blocks after a root block
-        (whose column 2 is PAD) only get the LAST rule."""
+        column 4 is the previous depth + 1 (capped as in encoding), columns 5-9 are PAD. A
+        block marked LAST has PAD action and value. Frames are left as generated. Blocks
+        after a root block (whose column 2 is PAD) only get the LAST rule."""
         block = block.clone()
         row, prev_row = block[:, 10], prev[:, 10]
         carried = (prev_row[:, 2] >= self.action_base) & (prev_row[:, 2] < self.action_base + N_ACTIONS)
@@ -186,6 +188,7 @@ class Codec:
         prev_depth = prev_row[:, 4] - self.depth_base
         has_depth = carried & (prev_depth >= 0) & (prev_depth < MAX_DEPTH)
         row[:, 4] = torch.where(has_depth, self.depth_base + (prev_depth + 1).clamp(max=MAX_DEPTH - 1), row[:, 4])
+        row[:, 5:] = torch.where(carried[:, None], self.pad, row[:, 5:])  # PAD after the depth
         last = row[:, 3] == self.last
         row[:, 0] = torch.where(last, self.pad, row[:, 0])
         row[:, 1] = torch.where(last, self.pad, row[:, 1])
