@@ -108,13 +108,11 @@ class ProcedureCloner(L.LightningModule):
         predicted by block k-1 of its segment, block 0 by the state (where it is x_0)."""
         steps, targets = batch["steps"], batch["targets"]
         bsz, k, h, w = steps.shape
-        bits = bool(self.net.n_bits)
         with torch.no_grad():
             s_out, x_out, _ = self.net(batch["state"], steps, batch["step_valid"], batch["action_host"],
-                                       batch.get("step_segment"), raw=bits)
-            pick = self.net.cell_argmax if bits else (lambda t: t.argmax(-1))
-            first = pick(s_out).view(bsz, 1, h, w)  # the state's prediction of x_0
-            nxt = pick(x_out).view(bsz, k, h, w)  # block j's prediction of block j+1
+                                       batch.get("step_segment"), raw=True)
+            first = self.net.cell_argmax(s_out).view(bsz, 1, h, w)  # the state's prediction of x_0
+            nxt = self.net.cell_argmax(x_out).view(bsz, k, h, w)  # block j's prediction of block j+1
         pred = torch.cat([first, nxt[:, :-1]], 1)  # (B, K, H, W): a prediction of each block
         source_target = torch.cat([batch["first_target"][:, None], targets[:, :-1]], 1)
         is_target = (source_target == steps).flatten(2).all(-1) & batch["step_valid"]  # (B, K)
@@ -130,9 +128,9 @@ class ProcedureCloner(L.LightningModule):
         p = self.hparams.get("scheduled_sampling", 0.0)
         if steps is not None and self.training and p > 0 and steps.shape[1] > 0:
             steps = self._own_predictions(batch, p)
-        bits = bool(self.net.n_bits)  # bit head: the loss from its own outputs, not the 2**B-way table
+        # raw head outputs: a bit head's loss needs no 2**B-way table (ProcedureTransformer.cell_nll)
         state_logits, step_logits, action_logits = self.net(
-            batch["state"], steps, batch["step_valid"], batch["action_host"], batch.get("step_segment"), raw=bits)
+            batch["state"], steps, batch["step_valid"], batch["action_host"], batch.get("step_segment"), raw=True)
         out: dict[str, Tensor] = {}
         action_t = batch["action"]
         has_action = action_t != IGNORE
@@ -152,11 +150,8 @@ class ProcedureCloner(L.LightningModule):
                 sources.append(batch["steps"].flatten())
             logits_t, targets_t = torch.cat(logits), torch.cat(targets)
             known = targets_t != IGNORE
-            if bits:
-                token_loss, predicted = self.net.cell_nll(logits_t, targets_t), self.net.cell_argmax(logits_t)
-            else:
-                token_loss = F.cross_entropy(logits_t, targets_t, ignore_index=IGNORE, reduction="none")  # (T,)
-                predicted = logits_t.argmax(-1)
+            token_loss = self.net.cell_nll(logits_t, targets_t)  # (T,), 0 where ignored
+            predicted = self.net.cell_argmax(logits_t)
             weight = known.float()
             if self.spec.step_cell_weights is not None:
                 cells = torch.tensor(self.spec.step_cell_weights, dtype=weight.dtype, device=weight.device).flatten()

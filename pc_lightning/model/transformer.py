@@ -326,9 +326,13 @@ class ProcedureTransformer(nn.Module):
         return self._log_probs(out) if self.n_bits and not raw else out
 
     def cell_nll(self, out: Tensor, target: Tensor) -> Tensor:
-        """Bit-head outputs (T, 1 + S + B) and target tokens (T,) -> -log p(target) (T,), 0 where
-        the target is negative (ignored). Equal to the cross-entropy over :meth:`_log_probs`'s
-        full table, without building its 2**B columns (seaquest: 1,049 per cell)."""
+        """Raw per-cell outputs (T, c) (``step_logits(..., raw=True)``) and target tokens (T,)
+        -> -log p(target) (T,), 0 where the target is negative (ignored). With ``step_bits``
+        equal to the cross-entropy over :meth:`_log_probs`'s full table, without building its
+        2**B columns (seaquest: 1,049 per cell)."""
+        if not self.n_bits:
+            nll = F.cross_entropy(out, target.clamp(min=0), reduction="none")
+            return torch.where(target >= 0, nll, torch.zeros_like(nll))
         kind = out[:, : 1 + self.n_symbols].log_softmax(-1)  # (T, 1 + S)
         bit = out[:, 1 + self.n_symbols :]  # (T, B)
         t = target.clamp(min=0)
@@ -340,9 +344,11 @@ class ProcedureTransformer(nn.Module):
         return torch.where(target >= 0, -torch.where(is_vector, vector_lp, symbol_lp), torch.zeros_like(vector_lp))
 
     def cell_argmax(self, out: Tensor) -> Tensor:
-        """Bit-head outputs (..., 1 + S + B) -> the most likely token (...,), without the 2**B-way
-        table: the best bit vector sets each bit to its more likely value, and it competes with
-        the symbols through p(bits) times its probability."""
+        """Raw per-cell outputs (..., c) -> the most likely token (...,). With ``step_bits``
+        without the 2**B-way table: the best bit vector sets each bit to its more likely value,
+        and it competes with the symbols through p(bits) times its probability."""
+        if not self.n_bits:
+            return out.argmax(-1)
         # log p(bits) and log p(symbol) share log_softmax's normaliser: compare the raw logits
         bit = out[..., 1 + self.n_symbols :]
         vector = (bit > 0).long()  # (..., B)
@@ -358,8 +364,7 @@ class ProcedureTransformer(nn.Module):
         (with ``step_bits`` by :meth:`cell_argmax`)."""
         ph, pw = self.cfg.patch
         out = self.step_head(self.ln_f(hidden)).unflatten(-1, (ph * pw, self.cell_outputs))  # (M, H'*W', P, c)
-        best = self.cell_argmax(out) if self.n_bits else out.argmax(-1)  # (M, H'*W', P)
-        return self._to_cells(best, h, w)
+        return self._to_cells(self.cell_argmax(out), h, w)  # (M, H'*W', P) -> (M, H, W)
 
     # ----------------------------------------------------------------- embeddings
     def _pos(self, h: int, w: int, device: torch.device) -> Tensor | float:
@@ -417,8 +422,8 @@ class ProcedureTransformer(nn.Module):
         segment (several independent pieces of procedure can share one example).
         Returns per-cell logits: from the state block (B, H*W, Vx) predicting step 0, from
         the step blocks (B, K, H*W, Vx) predicting the next step, and the action (B, A).
-        With ``raw`` and ``step_bits`` the per-cell outputs are the bit head's own (Vx = 1 + S + B),
-        for :meth:`cell_nll` and :meth:`cell_argmax`.
+        With ``raw`` the per-cell outputs are the head's own (with ``step_bits``: Vx = 1 + S + B,
+        not log-probabilities over the vocabulary), for :meth:`cell_nll` and :meth:`cell_argmax`.
         """
         bsz, h, w_grid = state.shape
         n = math.prod(self.grid(h, w_grid))  # tokens per block
@@ -674,7 +679,8 @@ class ProcedureTransformer(nn.Module):
                 forward_blocks += n_stop
             if n_keep:  # x goes on: its output predicts the next block
                 sub = None if n_stop == 0 else keep
-                hx = self.embed_steps(x[keep][:, None], st[keep])[:, 0]  # (Bk, N, d)
+                x_keep, st_keep = (x, st) if n_stop == 0 else (x[keep], st[keep])
+                hx = self.embed_steps(x_keep[:, None], st_keep)[:, 0]  # (Bk, N, d)
                 hx, own, _ = self._step_pass(hx, _rows(state_kv, sub), _rows(context_kv, sub),
                                              [_rows(c, sub) for c in cache], bias, for_query=False)
                 forward_blocks += n_keep
@@ -686,14 +692,14 @@ class ProcedureTransformer(nn.Module):
                 break
             nxt = self._decode(hx, h, w_grid)
             if constrain_fn is not None:
-                nxt = constrain_fn(st if n_stop == 0 else st[keep], x if n_stop == 0 else x[keep], nxt)
+                nxt = constrain_fn(st_keep, x_keep, nxt)
             keep_rows = None if n_stop == 0 else keep
             cache = [_rows(c, keep_rows) for c in cache]
             if window is None:
                 cache = [c + [kv] for c, kv in zip(cache, own)]
             elif window > 1:
                 cache = [(c + [kv])[-(window - 1) :] for c, kv in zip(cache, own)]
-            active, prev, x, repeats = active[keep], x[keep], nxt, repeats[keep]
+            active, prev, x, repeats = active[keep], x_keep, nxt, repeats[keep]
             rounds, forced = rounds[keep] + 1, forced[keep]
             state_kv = _rows(state_kv, keep_rows)
             context_kv = _rows(context_kv, keep_rows) if self.cfg.hide_from_steps else state_kv
