@@ -1,7 +1,7 @@
 """Learned policy vs the MCTS expert that taught it: decisions per second on the same states.
 
     python bench/minatar_policy_speed.py --ckpt runs/minatar_pc/version_0/checkpoints/last.ckpt \
-        --game breakout [--batch 512] [--repeats 8] [--root-block]
+        --game breakout [--batch 512] [--repeats 8] [--threads 1] [--device cuda] [--expert-procs 16]
 
 The states are the expert's own validation states (conf/minatar.yaml's data for the game).
 The expert decides the first ``--expert-states`` of them one by one in one process; the
@@ -14,20 +14,52 @@ the policy's time is the median pass, the expert's the total over its states. Pr
 decisions/s of both and their ratio; ``--threads 1`` compares them core for core. Without
 --ckpt a freshly initialised model of conf/minatar.yaml's size is timed; an untrained
 model may not stop its procedure early, so prefer a checkpoint.
+
+``--device cuda`` runs the policy on the GPU (the expert's search stays on the CPU: it
+steps the simulator) and also reports how many of the batch's actions equal the CPU
+policy's. ``--expert-procs N`` adds the expert on N cores at once: each of N processes
+searches all the timed states, and their rates add up (the machine-for-machine ratio).
 """
 
 import argparse
 import statistics
 import time
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from omegaconf import OmegaConf
 
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar.env import make_env, restore, snapshot
 from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
 from pc_lightning.model import ProcedureCloner
+
+
+def expert_snapshots(dm: MinAtarDataModule, actions: list[int]) -> tuple:
+    """The validation episode replayed with the expert's actions: an environment, a planner
+    and a snapshot (RNG included) before each of ``actions``."""
+    game = dm.game
+    env = make_env(game, dm.episode_seeds("val", 1)[0], dm.sticky_action_prob, dm.difficulty_ramping)
+    planner = MCTS(MCTSConfig(**dm.expert), env.minimal_action_set(), seed=0, game=game)
+    snaps = []
+    for a in actions:
+        snaps.append(snapshot(env, with_rng=True))
+        env.act(a)
+    return env, planner, snaps
+
+
+def _expert_rate(args: tuple) -> float:
+    """One process's expert decisions/s over all the given states (its start-up excluded)."""
+    game, actions = args
+    dm = MinAtarDataModule(game=game, n_val_episodes=1)
+    env, planner, snaps = expert_snapshots(dm, actions)
+    start = time.perf_counter()
+    for snap in snaps:
+        restore(env, snap)
+        planner.search(env)
+    return len(snaps) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -38,6 +70,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=8, help="interleaved rounds")
     p.add_argument("--expert-states", type=int, default=64, help="states the expert is timed on")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="where the policy runs (cpu, cuda)")
+    p.add_argument("--expert-procs", type=int, default=0, help="also time the expert on this many cores at once")
     p.add_argument("--root-block", action="store_true", help="the checkpoint was trained with data.init_args.root_block")
     a = p.parse_args()
     if a.threads:
@@ -59,24 +93,32 @@ def main() -> None:
     batch = states.repeat(-(-a.batch // n), 1, 1)[: a.batch]  # (batch, H, W)
     max_steps = dm.codec.procedure_blocks(MCTSConfig(**dm.expert).pv_depth)
     stop = dm.codec.stop_fn
+    dev = torch.device(a.device)
+    on_gpu = dev.type == "cuda"
+    if on_gpu:
+        cpu_actions, _ = module.act(batch, stop, max_steps)
+        module.to(dev)
+    batch = batch.to(dev)
+
+    def policy_pass() -> Tensor:
+        actions, _ = module.act(batch, stop, max_steps)
+        if on_gpu:
+            torch.cuda.synchronize(dev)
+        return actions
 
     # the expert on the same states: replay its validation episode to each state and snapshot it there
-    env = make_env(game, dm.episode_seeds("val", 1)[0], dm.sticky_action_prob, dm.difficulty_ramping)
-    planner = MCTS(MCTSConfig(**dm.expert), env.minimal_action_set(), seed=0, game=game)
     m = min(a.expert_states, n)
-    snaps = []
-    for i in range(m):
-        snaps.append(snapshot(env, with_rng=True))
-        env.act(int(records.actions[i]))
+    expert_actions = [int(x) for x in records.actions[:m]]
+    env, planner, snaps = expert_snapshots(dm, expert_actions)
 
     # interleaved: each round times one batched policy pass and the expert on the next
     # m / repeats states, so a slow spell on this shared machine slows both, not one
-    module.act(batch[:8], stop, max_steps)  # warm-up
+    policy_pass()  # warm-up (on a GPU: kernels and allocator)
     policy_times, expert_time = [], 0.0
     chunks = [range(i * m // a.repeats, (i + 1) * m // a.repeats) for i in range(a.repeats)]
     for chunk in chunks:
         start = time.perf_counter()
-        module.act(batch, stop, max_steps)
+        actions = policy_pass()
         policy_times.append(time.perf_counter() - start)
         for i in chunk:
             restore(env, snaps[i])
@@ -85,9 +127,21 @@ def main() -> None:
             expert_time += time.perf_counter() - start
     policy_dps = len(batch) / statistics.median(policy_times)
     expert_dps = m / expert_time
+    where = (f"{torch.cuda.get_device_name(dev)}" if on_gpu else f"{torch.get_num_threads()} threads")
     print(f"{game} ({module.variant}): policy {policy_dps:.0f} decisions/s (batch {len(batch)} of {n} states, "
-          f"{torch.get_num_threads()} threads), MCTS expert {expert_dps:.0f} decisions/s (1 process): "
-          f"{policy_dps / expert_dps:.1f}x")
+          f"{where}), MCTS expert {expert_dps:.0f} decisions/s (1 process): "
+          f"{policy_dps / expert_dps:.1f}x", flush=True)
+    if on_gpu:
+        same = (actions.cpu() == cpu_actions).float().mean().item()
+        print(f"  actions equal to the CPU policy's: {same:.4f} of {len(batch)}", flush=True)
+    if a.expert_procs:
+        with get_context("spawn").Pool(a.expert_procs) as pool:
+            # every process searches the same states at once; each times its own searches
+            rates = pool.map(_expert_rate, [(game, expert_actions)] * a.expert_procs)
+        all_dps = sum(rates)
+        print(f"  MCTS expert on {a.expert_procs} cores at once: {all_dps:.0f} decisions/s "
+              f"(per process {min(rates):.0f}-{max(rates):.0f}): policy / all-core expert {policy_dps / all_dps:.1f}x",
+              flush=True)
 
 
 if __name__ == "__main__":
