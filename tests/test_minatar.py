@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import ROOT  # noqa: F401  (tests run from the repository root)
+from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar.codec import VALUE_EDGES, Codec
 from pc_lightning.domains.minatar.env import GAMES, N_CHANNELS, frame_tokens, make_env, restore, snapshot, \
     tokens_to_frame
@@ -204,6 +205,13 @@ def test_codec_root_block_comes_before_the_pv():
     # next block's input and the action query's, whatever the loss cares about
     for w in (weights, plain):
         assert (w[10] > 0).all() and w[10, 0] == w[10, 2] > w[10, 1] and (w[:10] == 1).all()
+    no_frames = np.array(codec.cell_weights(frame=0.0))  # the frames-off ablation: row 10 unchanged
+    assert (no_frames[:10] == 0).all() and np.array_equal(no_frames[10], weights[10])
+    spec = MinAtarDataModule(game="breakout", action_weight=500.0, frame_weight=0.0).spec
+    w = np.array(spec.step_cell_weights)
+    assert (w[:10] == 0).all() and w[10, 0] == w[10, 2] == 500.0 and w[10, 1] == 5.0
+    with pytest.raises(ValueError, match="frame_weight"):
+        MinAtarDataModule(game="breakout", frame_weight=-1.0)
 
 
 TINY_MINATAR = [

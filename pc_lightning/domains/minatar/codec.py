@@ -77,9 +77,10 @@ class Codec:
         self.step_vocab = self.depth_base + MAX_DEPTH
         self._palette = self._make_palette()
 
-    def cell_weights(self, action: float = 50.0, other: float = 5.0) -> list[list[float]]:
+    def cell_weights(self, action: float = 50.0, other: float = 5.0, frame: float = 1.0) -> list[list[float]]:
         """Loss weights of a step block's cells: the action tokens (a_l and a) weigh ``action``,
-        the rest of row 10 (value, MORE/LAST, depth, PAD) ``other``, each frame cell 1. Without
+        the rest of row 10 (value, MORE/LAST, depth, PAD) ``other``, each frame cell ``frame``
+        (0: the imagined frames are not cloned, an ablation; ``data.init_args.frame_weight``). Without
         them the one token that decides (a_0, predicted with x_0 from the state) would be
         1/110 of a block's loss, and the model learns the frames but not the decision.
 
@@ -87,7 +88,7 @@ class Codec:
         block's input, and the action query reads the last one whole. With weight 0 the
         model never learnt to write PAD there, wrote frame tokens instead, and the query,
         which had only seen PAD there, misread the action (README, MinAtar item 7)."""
-        w = np.ones((H, W))
+        w = np.full((H, W), float(frame))
         w[10] = other
         w[10, [0, 2]] = action
         return w.tolist()

@@ -168,6 +168,10 @@ class MinAtarDataModule(ProcedureDataModule):
         constrained_decoding: in evaluation, impose the codec's invariants between
             consecutive generated PV blocks (the carried action, the depth; see
             :meth:`Codec.constrain`) instead of trusting the model to keep them.
+        action_weight, frame_weight: loss weights of each PV block's action tokens (50) and
+            of each imagined frame cell (1); the rest of row 10 weighs 5
+            (:meth:`Codec.cell_weights`). ``frame_weight: 0`` clones the PV's actions, values
+            and depths but not its frames: an ablation of what the frames add.
         Others: see :class:`~pc_lightning.data.ProcedureDataModule`.
     """
 
@@ -180,12 +184,16 @@ class MinAtarDataModule(ProcedureDataModule):
                  n_heldout_episodes: int = 16, train_eval_episodes: int = 4, seed: int = 0, workers: int = 2,
                  variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 8,
                  batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
-                 root_block: bool = False, constrained_decoding: bool = False) -> None:
+                 root_block: bool = False, constrained_decoding: bool = False, action_weight: float = 50.0,
+                 frame_weight: float = 1.0) -> None:
         super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
                          batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment)
         self.game = check_game(game)
         self.root_block = root_block
         self.constrained_decoding = constrained_decoding
+        if frame_weight < 0 or action_weight < 0:
+            raise ValueError(f"data.action_weight and data.frame_weight must be >= 0, got {action_weight}, {frame_weight}")
+        self.action_weight, self.frame_weight = action_weight, frame_weight
         self.codec = Codec(game, root_block)
         self.n_episodes = {"train": n_train_episodes, "val": n_val_episodes}
         self.max_episode_steps = max_episode_steps
@@ -204,7 +212,7 @@ class MinAtarDataModule(ProcedureDataModule):
 
     @property
     def spec(self) -> TokenSpec:
-        return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS, self.codec.cell_weights(),
+        return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS, self.codec.cell_weights(self.action_weight, frame=self.frame_weight),
                          step_bits=self.codec.n_channels)
 
     def episode_seeds(self, split: str, n: int) -> list[int]:
