@@ -192,7 +192,8 @@ class MinAtarDataModule(ProcedureDataModule):
         self.root_block = root_block
         self.constrained_decoding = constrained_decoding
         if frame_weight < 0 or action_weight < 0:
-            raise ValueError(f"data.action_weight and data.frame_weight must be >= 0, got {action_weight}, {frame_weight}")
+            raise ValueError("data.action_weight and data.frame_weight must be >= 0, "
+                             f"got {action_weight} and {frame_weight}")
         self.action_weight, self.frame_weight = action_weight, frame_weight
         self.codec = Codec(game, root_block)
         self.n_episodes = {"train": n_train_episodes, "val": n_val_episodes}
@@ -212,7 +213,8 @@ class MinAtarDataModule(ProcedureDataModule):
 
     @property
     def spec(self) -> TokenSpec:
-        return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS, self.codec.cell_weights(self.action_weight, frame=self.frame_weight),
+        weights = self.codec.cell_weights(self.action_weight, frame=self.frame_weight)
+        return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS, weights,
                          step_bits=self.codec.n_channels)
 
     def episode_seeds(self, split: str, n: int) -> list[int]:
