@@ -33,9 +33,9 @@ def decision_logits(module: ProcedureCloner, states: torch.Tensor, action_ids: t
     variant decides by, for state tokens (B, H, W); ``action_base``: the codec's id of action 0."""
     net = module.net
     if module.variant == "pc":
-        hidden, _ = net._state_pass(states)  # the state block's output predicts x_0
-        a0_cell = (H - 1) * W  # row 10, column 0
-        return net.step_logits(hidden, H, W)[:, a0_cell][:, action_ids + action_base]
+        raw = net(states, raw=True)[0][:, (H - 1) * W]  # the state block's raw output for a_0 (row 10, column 0)
+        # log p(action) over the step vocabulary by the loss's own cell_nll (no 2**B-way table)
+        return torch.stack([-net.cell_nll(raw, torch.full((len(raw),), action_base + int(a))) for a in action_ids], -1)
     return net.act_from_state(states)[:, action_ids]
 
 
