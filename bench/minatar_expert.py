@@ -26,7 +26,7 @@ from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
 
 def decisions_per_s(game: str, n: int, seed: int = 0) -> float:
     env = make_env(game, 4242 + seed)
-    planner = MCTS(MCTSConfig(**GAME_DEFAULTS[game]["expert"]), env.minimal_action_set(), seed=seed, game=game)
+    planner = MCTS(MCTSConfig(**GAME_DEFAULTS[game]["expert"]), env.minimal_action_set(), seed=seed)
     start = time.perf_counter()
     for _ in range(n):
         _, terminal = env.act(planner.search(env).action)

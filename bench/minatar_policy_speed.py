@@ -72,7 +72,6 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu", help="where the policy runs (cpu, cuda)")
     p.add_argument("--expert-procs", type=int, default=0, help="also time the expert on this many cores at once")
-    p.add_argument("--root-block", action="store_true", help="the checkpoint was trained with data.init_args.root_block")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -84,7 +83,7 @@ def main() -> None:
         model = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/minatar.yaml").model)
         module = ProcedureCloner(spec=spec, **model)  # conf/minatar.yaml's model, untrained
     module.eval()
-    dm = MinAtarDataModule(game=game, n_val_episodes=1, root_block=a.root_block)
+    dm = MinAtarDataModule(game=game, n_val_episodes=1)
     dm.prepare_data()
     dm.setup()
     records = dm.records["val"]
@@ -128,7 +127,7 @@ def main() -> None:
     policy_dps = len(batch) / statistics.median(policy_times)
     expert_dps = m / expert_time
     where = (f"{torch.cuda.get_device_name(dev)}" if on_gpu else f"{torch.get_num_threads()} threads")
-    print(f"{game} ({module.variant}): policy {policy_dps:.0f} decisions/s (batch {len(batch)} of {n} states, "
+    print(f"{game} ({module.variant.name}): policy {policy_dps:.0f} decisions/s (batch {len(batch)} of {n} states, "
           f"{where}), MCTS expert {expert_dps:.0f} decisions/s (1 process): "
           f"{policy_dps / expert_dps:.1f}x", flush=True)
     if on_gpu:

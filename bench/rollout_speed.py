@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import yaml
 
-from pc_lightning.domains.maze.datamodule import SEED_BASE, MazeSuite
+from pc_lightning.domains.maze.datamodule import SEED_BASE
+from pc_lightning.domains.maze.suite import MazeSuite
 from pc_lightning.eval import PolicyWithMemory, run_episodes
 from pc_lightning.model import ProcedureCloner
 from pc_lightning.domains.maze import MazeDataModule
@@ -41,7 +42,7 @@ def main() -> None:
     start = time.perf_counter()
     stats = run_episodes(episodes, policy)
     seconds = time.perf_counter() - start
-    print(f"rollouts ({model.variant}, {'no reuse' if a.no_reuse else 'reuse'}): {policy.actions / seconds:.0f} actions/s, "
+    print(f"rollouts ({model.hparams.variant}, {'no reuse' if a.no_reuse else 'reuse'}): {policy.actions / seconds:.0f} actions/s, "
           f"{len(suite) / seconds:.1f} episodes/s ({a.envs} mazes {a.size}x{a.size} in parallel, "
           f"{policy.forward_blocks / max(policy.actions, 1):.2f} procedure blocks/action, "
           f"success {np.mean(stats['success_rate']):.2f}, {seconds:.1f} s)")

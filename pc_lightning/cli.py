@@ -4,7 +4,9 @@
     pc-lightning test --config conf/maze.yaml --ckpt_path <run>/checkpoints/best.ckpt
 
 The model is always :class:`~pc_lightning.model.ProcedureCloner`; the DataModule is chosen
-by ``data.class_path`` (one per domain). The model's variant, window and depth are linked
+by ``data.class_path`` (one per domain). A config may build on another with a ``config:``
+key (``conf/maze_bc.yaml`` is ``conf/maze.yaml`` with another variant), and ``${...}``
+interpolations are resolved after all configs and flags are merged. The model's variant, window and depth are linked
 into the DataModule (they decide how examples are cut), and the DataModule's token
 vocabularies into the model.
 """
@@ -52,8 +54,9 @@ class ProcedureCLI(LightningCLI):
         parser.link_arguments("data.spec", "model.spec", apply_on="instantiate")
 
 
-def build_cli(args: list[str] | None = None) -> ProcedureCLI:
-    """Parse ``args`` (default: the command line) and run the subcommand; returns the CLI."""
+def build_cli(args: list[str] | None = None, run: bool = True) -> ProcedureCLI:
+    """Parse ``args`` (default: the command line) and, with ``run``, run the subcommand
+    (without it, ``args`` has no subcommand: the classes are only instantiated); returns the CLI."""
     jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
     return ProcedureCLI(
         ProcedureCloner,
@@ -62,6 +65,7 @@ def build_cli(args: list[str] | None = None) -> ProcedureCLI:
         parser_kwargs={"parser_mode": "omegaconf+"},
         save_config_kwargs={"overwrite": True},
         args=args,
+        run=run,
     )
 
 

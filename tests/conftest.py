@@ -14,6 +14,7 @@ TINY = [
     "--model.d_model", "16", "--model.n_heads", "2", "--model.d_ff", "32",
     "--data.init_args.size", "7", "--data.init_args.n_train_mazes", "2", "--data.init_args.trajectories_per_maze", "2",
     "--data.init_args.n_val_mazes", "1", "--data.init_args.val_trajectories_per_maze", "1",
+    "--data.init_args.n_val_env_mazes", "2", "--data.init_args.val_env_episodes_per_maze", "2",
     "--data.init_args.n_heldout_mazes", "2", "--data.init_args.heldout_episodes_per_maze", "2",
     "--data.init_args.train_eval_episodes_per_maze", "1", "--data.init_args.batch_size", "4",
 ]

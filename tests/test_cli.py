@@ -4,11 +4,12 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY
 
-METRICS = ["heldout/success_rate", "heldout/path_ratio", "train_envs/success_rate", "train/loss", "val/loss",
+METRICS = ["val_envs/success_rate", "heldout/success_rate", "heldout/path_ratio", "train_envs/success_rate", "train/loss", "val/loss",
            "val/action_acc"]
 
 
@@ -30,13 +31,17 @@ def test_fit_every_variant(cli, tmp_path, config):
     for name in METRICS:
         assert name in values, f"{name} not logged; got {sorted(values)}"
     assert len(values["heldout/success_rate"]) == 2  # evaluated at steps 2 and 4
-    assert all(0.0 <= v <= 1.0 for v in values["heldout/success_rate"])
     ckpts = {p.name for p in run_dir.glob("checkpoints/*.ckpt")}
-    assert {"last.ckpt", "best.ckpt"} <= ckpts
+    assert ckpts == {"last.ckpt", "best.ckpt"}
+    # best.ckpt is chosen on the validation mazes, never on the held-out ones
+    state = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=False, map_location="cpu")
+    (selector,) = [v for k, v in state["callbacks"].items() if k.startswith("ModelCheckpoint") and v["monitor"]]
+    assert selector["monitor"] == "val_envs/success_rate"
+    assert float(selector["best_model_score"]) == max(values["val_envs/success_rate"])
     if config in ("maze", "maze_aux_bc"):
         assert "heldout/procedure_acc" in values
         assert any("procedure" in tag for tag in images(run_dir))
-    assert (tmp_path / "data").glob("maze-train-*.pt")
+    assert list((tmp_path / "data").glob("maze-train-*.pt"))
 
 
 def test_resume_last_and_test_a_checkpoint(cli, tmp_path):
@@ -57,7 +62,7 @@ def test_resume_last_and_test_a_checkpoint(cli, tmp_path):
 def test_resume_last_without_a_run_is_explained(cli):
     proc = cli(["fit", "--config", "conf/maze.yaml", *TINY, "--ckpt_path", "last"])
     assert proc.returncode != 0
-    assert "no" in proc.stderr and "last.ckpt" in proc.stderr
+    assert "--ckpt_path last: no " in proc.stderr and "last.ckpt to resume from" in proc.stderr
 
 
 def test_a_wrong_key_is_named(cli):

@@ -54,36 +54,6 @@ def test_search_leaves_the_environment_as_it_was(game):
     assert play(env, actions) == after_search
 
 
-def test_noop_margin_takes_the_noop_only_within_the_margin():
-    env = make_env("breakout", seed=1)
-    play(env, [0] * 10)  # a state where the search prefers 'r' but the no-op is not far behind
-    search = lambda margin: MCTS(MCTSConfig(simulations=32, horizon=8, noop_margin=margin),
-                                 env.minimal_action_set(), seed=0).search(env)
-    plain = search(0.0)
-    shortfall = plain.root_q[plain.action] - plain.root_q[0]
-    assert plain.action != 0 and 0 < shortfall < 1
-    # the tree is the same for every margin (same seed); only the final choice differs
-    assert search(shortfall / 2).action == plain.action
-    within = search(shortfall * 2)
-    assert within.action == 0 and within.pv[0].action == 0
-    assert within.pv[0].value == within.root_q[0]  # the PV follows the chosen child
-    assert within.root_q == plain.root_q
-
-
-def test_breakout_rollout_heuristic_follows_the_ball():
-    from pc_lightning.domains.minatar.expert import HEURISTICS
-
-    env = make_env("breakout", seed=0)
-    game = env.env
-    for ball_x, pos, expected in [(2, 5, 1), (7, 5, 3), (5, 5, 0)]:  # 'l', 'r', 'n'
-        game.ball_x, game.pos = ball_x, pos
-        assert HEURISTICS["breakout"](game) == expected
-    cfg = MCTSConfig(simulations=16, horizon=30, heuristic_prob=1.0)
-    assert MCTS(cfg, env.minimal_action_set(), game="breakout").heuristic is not None
-    assert MCTS(cfg, env.minimal_action_set(), game="freeway").heuristic is None  # no heuristic: ignored
-    assert MCTS(MCTSConfig(), env.minimal_action_set(), game="breakout").heuristic is None  # off by default
-
-
 def test_mcts_takes_the_scoring_step_in_freeway():
     """The chicken one row below the top, free to move, no car near: 'up' scores now and
     every other action scores later, so the search must choose 'up' (action 2)."""
@@ -158,54 +128,13 @@ def test_codec_round_trip(game):
     assert empty.shape == (2, 11, 10) and codec.decode_step(empty[0])[0] == 0 and codec.decode_step(empty[1])[4]
 
 
-def test_codec_constraint_keeps_expert_blocks_and_repairs_broken_ones():
-    """Constrained decoding: the expert's own PV blocks already satisfy the invariants
-    (unchanged), and a block with another carried action, a wrong depth, an action beside
-    LAST or a non-PAD tail is repaired; its frame is never touched."""
-    codec = Codec("breakout")
-    frame = np.zeros((10, 10), np.int64)
-    pv = [PVStep(a, frame + a, 0.3 * a, 5) for a in (3, 1, 1)]
-    blocks = torch.from_numpy(codec.encode_procedure(pv, frame))  # (4, 11, 10)
-    state = torch.from_numpy(codec.encode_state(frame))[None]
-    for l in range(len(blocks) - 1):
-        assert torch.equal(codec.constrain(state, blocks[l : l + 1], blocks[l + 1 : l + 2]), blocks[l + 1 : l + 2])
-    broken = blocks[3:4].clone()  # the LAST block
-    broken[0, 10, 0] = codec.action_base + 1  # an action beside LAST
-    broken[0, 10, 2] = codec.action_base + 0  # another carried action
-    broken[0, 10, 4] = codec.depth_base + 1  # a wrong depth
-    broken[0, 10, 7] = 0  # a frame token where PAD belongs
-    broken[0, 5, 5] = 7  # a frame cell: left alone
-    fixed = codec.constrain(state, blocks[2:3], broken)
-    assert fixed[0, 10, 0] == codec.pad and fixed[0, 10, 2] == blocks[0, 10, 2] and fixed[0, 10, 4] == codec.depth_base + 3
-    assert fixed[0, 10, 7] == codec.pad and torch.equal(fixed[0, 10], blocks[3, 10])
-    assert fixed[0, 5, 5] == 7 and torch.equal(fixed[0, :10], broken[0, :10])
-    root = Codec("breakout", root_block=True)
-    root_blocks = torch.from_numpy(root.encode_procedure(pv, frame, {0: 0.1, 1: 0.2, 3: 0.3}))
-    assert torch.equal(root.constrain(state, root_blocks[:1], root_blocks[1:2]), root_blocks[1:2])
-
-
-def test_codec_root_block_comes_before_the_pv():
-    codec = Codec("breakout", root_block=True)
-    tokens = frame_tokens(np.random.default_rng(1).random((10, 10, N_CHANNELS["breakout"])) < 0.2)
-    pv = [PVStep(action=3, frame=tokens, value=0.7, visits=5), PVStep(action=0, frame=tokens, value=0.2, visits=2)]
-    blocks = codec.encode_procedure(pv, tokens, root_q={0: -1.0, 1: 0.3, 3: 5.0})  # breakout's n, l, r
-    assert blocks.shape == (4, 11, 10) and blocks.max() < codec.step_vocab and codec.first_pv_step == 1
-    assert codec.first_imagined == 2 and codec.procedure_blocks(2) == 4
-    root = blocks[0]
-    assert (root[:10] == codec.pad).all() and root[10, 3] == codec.more
-    bins = [int(np.searchsorted(VALUE_EDGES, q, side="right")) for q in (-1.0, 0.3, 5.0)]
-    assert root[10, [4, 5, 7]].tolist() == [codec.value_base + b for b in bins]
-    assert (root[10, [0, 1, 2, 6, 8, 9]] == codec.pad).all()  # actions 2, 4, 5: not breakout's
-    assert np.array_equal(blocks[1:], Codec("breakout").encode_procedure(pv, tokens))
-    state = torch.from_numpy(np.stack([codec.encode_state(tokens)] * 4))
-    assert codec.stop_fn(state, torch.from_numpy(blocks)).tolist() == [False, False, False, True]
-    weights = np.array(codec.cell_weights())
-    plain = np.array(Codec("breakout").cell_weights())  # PV steps: depth in column 4, PAD after it
-    # every cell of row 10 is trained, the always-PAD ones included: a generated block is the
-    # next block's input and the action query's, whatever the loss cares about
-    for w in (weights, plain):
-        assert (w[10] > 0).all() and w[10, 0] == w[10, 2] > w[10, 1] and (w[:10] == 1).all()
-    no_frames = np.array(codec.cell_weights(frame=0.0))  # the frames-off ablation: row 10 unchanged
+def test_codec_cell_weights():
+    """Every cell of row 10 is trained, the always-PAD ones included: a generated block is the
+    next block's input and the action query's, whatever the loss cares about; the action
+    tokens weigh most; the frames-off ablation zeroes the frame cells only."""
+    weights = np.array(Codec("breakout").cell_weights())
+    assert (weights[10] > 0).all() and weights[10, 0] == weights[10, 2] > weights[10, 1] and (weights[:10] == 1).all()
+    no_frames = np.array(Codec("breakout").cell_weights(frame=0.0))
     assert (no_frames[:10] == 0).all() and np.array_equal(no_frames[10], weights[10])
     spec = MinAtarDataModule(game="breakout", action_weight=500.0, frame_weight=0.0).spec
     w = np.array(spec.step_cell_weights)
@@ -219,22 +148,23 @@ TINY_MINATAR = [
     "--trainer.log_every_n_steps", "1", "--model.d_model", "16", "--model.n_heads", "2", "--model.d_ff", "32",
     "--data.init_args.n_train_episodes", "2", "--data.init_args.max_episode_steps", "20",
     "--data.init_args.n_heldout_episodes", "2", "--data.init_args.train_eval_episodes", "1",
+    "--data.init_args.n_val_env_episodes", "1",
     "--data.init_args.batch_size", "4", "--data.init_args.workers", "1",
     "--data.init_args.expert", "{simulations: 8, horizon: 4, pv_depth: 2}",
 ]
 
 
-@pytest.mark.parametrize("config,extra", [("minatar", []), ("minatar_bc", []), ("minatar_aux_bc", []),
-                                          ("minatar", ["--data.init_args.root_block", "true"])])
-def test_fit_minatar_every_variant(cli, tmp_path, config, extra):
+@pytest.mark.parametrize("config", ["minatar", "minatar_bc", "minatar_aux_bc"])
+def test_fit_minatar_every_variant(cli, tmp_path, config):
     from test_cli import images, scalars
 
-    proc = cli(["fit", "--config", f"conf/{config}.yaml", *TINY_MINATAR, *extra,
+    proc = cli(["fit", "--config", f"conf/{config}.yaml", *TINY_MINATAR,
                 "--data.init_args.game", "breakout"])  # its expert scores within 20 steps
     assert proc.returncode == 0
     run_dir = next((tmp_path / "runs").glob("*/version_0"))
     values = scalars(run_dir)
-    for name in ["heldout/return", "heldout_shift/return", "train_envs/return", "heldout/return_frac_expert",
+    for name in ["val_envs/return", "heldout/return", "heldout_shift/return", "train_envs/return",
+                 "heldout/return_frac_expert",
                  "train/loss", "val/loss", "val/action_acc"]:
         assert name in values, f"{name} not logged; got {sorted(values)}"
     assert len(values["heldout/return"]) == 2

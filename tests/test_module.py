@@ -1,10 +1,10 @@
-"""ProcedureCloner's procedure loss: plain mean, per-cell weights, changed-token weight."""
+"""ProcedureCloner's procedure loss: plain mean, per-cell weights, changed-token weight, bit head."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from pc_lightning.data.records import IGNORE, TokenSpec
+from pc_lightning.spec import IGNORE, TokenSpec
 from pc_lightning.model import ProcedureCloner
 
 
@@ -53,7 +53,7 @@ def test_unweighted_loss_is_the_mean_over_known_tokens():
 
 def test_cell_weights_and_changed_token_weight():
     cells = [[1.0, 0.0, 2.0], [1.0, 50.0, 1.0]]
-    m, b = model(spec=TokenSpec(4, 5, 3, cells), changed_token_weight=10.0), batch(1)
+    m, b = model(spec=TokenSpec(4, 5, 3, step_cell_weights=cells), changed_token_weight=10.0), batch(1)
     got = m._losses(b)["procedure_loss"]
     want = reference(m, b, lambda y, x, changed: cells[y][x] * (10.0 if changed else 1.0))
     torch.testing.assert_close(got, want)
@@ -78,35 +78,4 @@ def test_bit_head_loss_is_the_negative_log_likelihood_of_its_factored_distributi
     torch.testing.assert_close(lp[2], kind[0] + F.logsigmoid(-out[2]) + F.logsigmoid(out[3]))  # id 2 = bits (0, 1)
     torch.testing.assert_close(lp[4], kind[1])
     m._losses(b)["loss"].backward()  # trains end to end
-    assert m.net.step_head.weight.grad.abs().sum() > 0
-
-
-def test_scheduled_sampling_feeds_own_predictions_of_target_blocks_only():
-    """With probability 1 every input block that is some position's target (x_0 from the
-    state, block k from block k-1) is replaced by the model's greedy prediction of it;
-    other blocks (a new segment's first, padding) stay the expert's."""
-    with pytest.raises(ValueError, match="scheduled_sampling"):
-        model(scheduled_sampling=1.5)
-    m = model(scheduled_sampling=1.0)
-    b = batch()
-    b["steps"] = torch.randint(0, 5, (3, 3, 2, 3), generator=torch.Generator().manual_seed(3))
-    b["targets"] = torch.full((3, 3, 2, 3), IGNORE)
-    b["first_target"] = b["steps"][:, 0].clone()  # every sequence: block 0 is x_0
-    b["targets"][:, 0] = b["steps"][:, 1]  # block 0 predicts block 1
-    b["targets"][:2, 1] = b["steps"][:2, 2]  # sequences 0, 1: block 1's target equals block 2
-    b["step_segment"] = torch.tensor([[0, 0, 0], [0, 0, 1], [0, 0, 0]])  # sequence 1: block 2 starts a segment
-    b["step_valid"] = torch.tensor([[True, True, True], [True, True, True], [True, True, False]])
-    b["action_host"] = torch.tensor([2, 2, 1])
-    s_out, x_out, _ = m.net(b["state"], b["steps"], b["step_valid"], b["action_host"], b["step_segment"])
-    first, nxt = s_out.argmax(-1).view(3, 2, 3), x_out.argmax(-1).view(3, 3, 2, 3)
-    got = m._own_predictions(b, 1.0)
-    for i in range(3):
-        assert torch.equal(got[i, 0], first[i])  # x_0: the state's prediction
-        assert torch.equal(got[i, 1], nxt[i, 0])  # block 1: block 0's prediction
-    assert torch.equal(got[0, 2], nxt[0, 1])  # a target of block 1
-    assert torch.equal(got[1, 2], b["steps"][1, 2])  # equal to block 1's target, but another segment
-    assert torch.equal(got[2, 2], b["steps"][2, 2])  # padding
-    assert torch.equal(m._own_predictions(b, 0.0), b["steps"])
-    m.train()
-    m._losses(b)["loss"].backward()  # trains through the swapped inputs
     assert m.net.step_head.weight.grad.abs().sum() > 0

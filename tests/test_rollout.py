@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from pc_lightning.domains.maze import MazeDataModule
-from pc_lightning.domains.maze.datamodule import MazeSuite
+from pc_lightning.domains.maze.suite import MazeSuite
 from pc_lightning.eval import PolicyWithMemory, procedure_accuracy, run_episodes
 from pc_lightning.model import ProcedureCloner
 
@@ -20,7 +20,7 @@ def recorded(policy):
 
 def test_reusing_procedures_changes_nothing_but_the_cost():
     torch.manual_seed(0)
-    model = ProcedureCloner(spec=MazeDataModule().spec, d_model=16, n_heads=2, d_ff=32, hide_from_steps=[3]).eval()
+    model = ProcedureCloner(spec=MazeDataModule().spec, d_model=16, n_heads=2, d_ff=32).eval()
     suite = MazeSuite([2_000_000, 2_000_001], 7, 0.1, episodes_per_maze=3, episode_seed=1)
     runs = {}
     for reuse in (True, False):

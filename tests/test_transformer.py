@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from pc_lightning.model.generate import act_from_state, generate
 from pc_lightning.model.transformer import ProcedureTransformer, TransformerConfig
 
 H = W = 5
@@ -76,7 +77,7 @@ def test_action_query_sees_only_its_host():
     assert not torch.allclose(a1, a3)
     # hosted at the state block (BC, Aux BC) it never sees a step
     _, _, b1 = net(state, steps, action_host=torch.tensor([-1, -1]))
-    assert torch.allclose(b1, net.act_from_state(state), atol=1e-5)
+    assert torch.allclose(b1, act_from_state(net, state), atol=1e-5)
 
 
 @pytest.mark.parametrize("window,patch,bits", [(1, (1, 1), 0), (2, (1, 1), 0), (None, (1, 1), 0), (1, (2, 3), 0),
@@ -84,10 +85,9 @@ def test_action_query_sees_only_its_host():
 def test_cached_generation_equals_full_forward(window, patch, bits):
     # patch (2, 3) overhangs the 5 x 5 grid on both sides; (1, 5) is a token per row;
     # bits 2: step tokens 0-3 are 2-bit vectors, 4-5 symbols, predicted by the bit head
-    kw = dict(patch=patch, step_bits=bits)
-    net = make(window, pos_emb="sincos", **kw) if window == 2 else make(window, **kw)
+    net = make(window, patch=patch, step_bits=bits)
     state, _ = batch(b=4)
-    gen = net.generate(state, max_steps=6)
+    gen = generate(net, state, max_steps=6)
     for i in range(4):
         n = int(gen.lengths[i])
         steps = gen.steps[i : i + 1, :n]
@@ -100,44 +100,27 @@ def test_cached_generation_equals_full_forward(window, patch, bits):
         assert gen.actions[i] == a_logits[0].argmax()
 
 
-def test_constrained_generation_edits_blocks_and_reads_the_action_from_them():
-    """A domain's constraint edits every block after x_0 before it is used: the blocks hold
-    the edit, and the action equals a full forward pass over the edited chain."""
-    net = make(1)
-    state, _ = batch(b=4)
-    seen = []
-
-    def cell_zero_copies_the_state(st, prev, nxt):
-        seen.append((len(st), len(prev), len(nxt)))
-        nxt = nxt.clone()
-        nxt[:, 0, 0] = st[:, 0, 0]
-        return nxt
-
-    gen = net.generate(state, max_steps=5, constrain_fn=cell_zero_copies_the_state)
-    assert seen and all(a == b == c for a, b, c in seen)
-    for i in range(4):
-        n = int(gen.lengths[i])
-        assert (gen.steps[i, 1:n, 0, 0] == state[i, 0, 0]).all()
-        _, _, a_logits = net(state[i : i + 1], gen.steps[i : i + 1, :n], action_host=torch.tensor([n - 1]))
-        assert torch.allclose(a_logits[0], gen.action_logits[i], atol=1e-4)
-
-
 def test_generation_stops_by_rule_and_fixed_point():
     net = make(1)
     state, _ = batch(b=3)
     calls = []
 
-    def stop_after_three(st, x):
+    def stop_on_third_round(st, x):
         calls.append(len(st))
         return torch.full((len(st),), len(calls) >= 3)
 
-    gen = net.generate(state, max_steps=10, stop_fn=stop_after_three)
-    assert (gen.lengths <= 3).all()
-    free = net.generate(state, max_steps=50)
-    for i in range(3):  # a run that ends before max_steps ended on a repeated block
-        n = int(free.lengths[i])
-        if n < 50:
-            assert (free.steps[i, n - 1] == free.steps[i, n - 2]).all()
+    gen = generate(net, state, max_steps=10, stop_fn=stop_on_third_round)
+    for i in range(3):  # the rule stops every sequence at its third block, unless a repeat did before
+        n = int(gen.lengths[i])
+        assert n == 3 or (n < 3 and torch.equal(gen.steps[i, n - 1], gen.steps[i, n - 2]))
+    # a network whose step head ignores its input writes the same block forever: with
+    # window 1 the second block repeats the first, a fixed point, so generation stops there
+    with torch.no_grad():
+        net.step_head.weight.zero_()
+        net.step_head.bias.copy_(torch.nn.functional.one_hot(torch.tensor(2), 6).float() * 10)
+    fixed = generate(net, state, max_steps=50)
+    assert fixed.lengths.tolist() == [2, 2, 2]
+    assert (fixed.steps == 2).all()
 
 
 def test_patch_tokens_keep_cells_apart():
@@ -186,7 +169,7 @@ def test_bit_head_is_a_distribution_and_decodes_to_its_argmax():
     assert torch.allclose(s_lp.logsumexp(-1), torch.zeros(()), atol=1e-5)
     hidden = net.embed_state(state)  # any hidden states will do for the decoding rule
     full = net.step_logits(hidden, H, W).argmax(-1).reshape(-1, H, W)
-    fast = net._decode(hidden, H, W)
+    fast = net.decode(hidden, H, W)
     assert torch.equal(full, fast)
     assert (fast >= 4).any() and (fast < 4).any()
     # the training loss and accuracy read the raw outputs: the same numbers as the full table
@@ -208,21 +191,21 @@ def test_config_errors_name_the_field():
         TransformerConfig(4, 6, 4, d_model=10, n_heads=3)
 
 
-@pytest.mark.parametrize("window", [1, 2])
-def test_cached_generation_with_hidden_agent_equals_full_forward(window):
-    """The maze setting: step blocks see the state without token 3, the host block sees it all;
-    with query_sees_state=False the query reads its host block only."""
-    for query_sees_state, patch in ((True, (1, 1)), (False, (1, 1)), (False, (2, 2))):
-        net = make(window, hide_from_steps=(3,), query_sees_state=query_sees_state, patch=patch)
-        state, _ = batch(b=4)
-        gen = net.generate(state, max_steps=6)
-        for i in range(4):
-            n = int(gen.lengths[i])
-            _, _, a_logits = net(state[i : i + 1], gen.steps[i : i + 1, :n], action_host=torch.tensor([n - 1]))
-            assert torch.allclose(a_logits[0], gen.action_logits[i], atol=1e-4)
-        again = net.generate(state, max_steps=6, prefixes=gen.chains)
-        assert torch.allclose(again.action_logits, gen.action_logits, atol=1e-5)
-        assert torch.equal(again.lengths, gen.lengths)
+@pytest.mark.parametrize("window,patch", [(1, (1, 1)), (2, (1, 1)), (1, (2, 2)), (2, (2, 2))])
+def test_cached_generation_with_hidden_agent_equals_full_forward(window, patch):
+    """The maze setting: step blocks see the state without token 3, the host block sees it
+    all, and the query reads its host block's window only; a chain generated before resumes
+    to exactly the same result."""
+    net = make(window, hide_from_steps=(3,), patch=patch)
+    state, _ = batch(b=4)
+    gen = generate(net, state, max_steps=6)
+    for i in range(4):
+        n = int(gen.lengths[i])
+        _, _, a_logits = net(state[i : i + 1], gen.steps[i : i + 1, :n], action_host=torch.tensor([n - 1]))
+        assert torch.allclose(a_logits[0], gen.action_logits[i], atol=1e-4)
+    again = generate(net, state, max_steps=6, prefixes=gen.chains)
+    assert torch.allclose(again.action_logits, gen.action_logits, atol=1e-5)
+    assert torch.equal(again.lengths, gen.lengths)
 
 
 def test_column_stem_equals_the_2d_convolution():

@@ -1,6 +1,7 @@
 """Domain-agnostic expert data: records, chunked teacher-forcing examples, cached DataModules."""
 
 from pc_lightning.data.datamodule import ProcedureDataModule
-from pc_lightning.data.records import IGNORE, VARIANTS, ProcedureDataset, ProcedureRecords, TokenSpec, collate
+from pc_lightning.data.records import ProcedureDataset, ProcedureRecords, collate
+from pc_lightning.spec import IGNORE, VARIANTS, TokenSpec
 
 __all__ = ["IGNORE", "VARIANTS", "ProcedureDataModule", "ProcedureDataset", "ProcedureRecords", "TokenSpec", "collate"]

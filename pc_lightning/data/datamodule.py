@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from pc_lightning.data.records import VARIANTS, Augment, ProcedureDataset, ProcedureRecords, TokenSpec, collate
+from pc_lightning.data.records import Augment, ProcedureDataset, ProcedureRecords, collate
+from pc_lightning.spec import TokenSpec, variant as get_variant
 
 if TYPE_CHECKING:
     from pc_lightning.eval.suite import EvalSuite
@@ -32,16 +33,14 @@ class ProcedureDataModule(L.LightningDataModule):
     def __init__(self, variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 4,
                  batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"data.variant must be one of {VARIANTS}, got {variant!r}")
-        self.variant = variant
+        self.variant = get_variant(variant, "model.variant")  # linked from the model by the CLI
         self.window = window
         self.n_layers = n_layers
         self.chunk_blocks = chunk_blocks
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.data_dir = Path(data_dir)
-        self.augment = augment or variant == "aug_bc"
+        self.augment = augment or self.variant.augment
         self.records: dict[str, ProcedureRecords] = {}
 
     # ------------------------------------------------------------ for subclasses
@@ -98,7 +97,7 @@ class ProcedureDataModule(L.LightningDataModule):
             self.setup()
         aug = self.augment_fn() if augment else None
         if augment and aug is None:
-            raise ValueError(f"the {self.domain} domain has no state augmentation (variant {self.variant!r})")
+            raise ValueError(f"the {self.domain} domain has no state augmentation (variant {self.variant.name!r})")
         return ProcedureDataset(self.records[split], self.variant, self.chunk_blocks, self.context_blocks, aug)
 
     def _loader(self, split: str, train: bool) -> DataLoader:

@@ -29,34 +29,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-IGNORE = -100
-VARIANTS = ("pc", "bc", "aux_bc", "aug_bc")
+from pc_lightning.spec import IGNORE, Variant, variant as get_variant
 
 Augment = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], tuple[np.ndarray, np.ndarray, int]]
-
-
-@dataclass
-class TokenSpec:
-    """Vocabulary sizes a domain's codec uses; the model is built from them.
-
-    step_cell_weights: optional (H, W) loss weights of a step block's cells, where a few
-    cells carry most of the meaning (MinAtar's action tokens beside 100 frame cells);
-    None weighs every cell 1.
-    step_bits: B > 0 declares that step tokens 0 .. 2**B - 1 are B-bit vectors (bit b of the
-    id is feature b: MinAtar's frame cells, one bit per channel) and ids from 2**B on are
-    plain symbols. A model's ``bit_head`` then predicts a cell as "bits or which symbol"
-    plus B independent bits instead of a softmax over all 2**B vectors. 0: no such structure.
-    """
-
-    state_vocab: int
-    step_vocab: int
-    action_vocab: int
-    step_cell_weights: list[list[float]] | None = None
-    step_bits: int = 0
-
-    def __post_init__(self) -> None:
-        if self.step_bits < 0 or 2**self.step_bits > self.step_vocab:
-            raise ValueError(f"step_bits={self.step_bits} needs 0 <= 2**step_bits <= step_vocab={self.step_vocab}")
 
 
 def _token_dtype(tokens: np.ndarray) -> type:
@@ -127,10 +102,9 @@ class ProcedureRecords:
 class ProcedureDataset(Dataset):
     """Teacher-forcing examples for one variant, cut from :class:`ProcedureRecords`."""
 
-    def __init__(self, records: ProcedureRecords, variant: str, chunk_blocks: int = 4,
+    def __init__(self, records: ProcedureRecords, variant: str | Variant, chunk_blocks: int = 4,
                  context_blocks: int = 0, augment: Augment | None = None) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        variant = get_variant(variant, "variant")
         if chunk_blocks < 1:
             raise ValueError(f"chunk_blocks must be >= 1, got {chunk_blocks}")
         self.records = records
@@ -139,7 +113,7 @@ class ProcedureDataset(Dataset):
         self.context_blocks = context_blocks
         self.augment = augment
         lengths = (records.offsets[1:] - records.offsets[:-1]).tolist()
-        if variant in ("bc", "aug_bc"):
+        if not variant.uses_procedure:
             self.items = [(i, 0) for i in range(len(records))]
         else:
             self.items = [(i, j) for i, n in enumerate(lengths) for j in range(0, n, chunk_blocks)]
@@ -157,7 +131,7 @@ class ProcedureDataset(Dataset):
             state, steps, action = self.augment(state, steps, action, rng)
         state_t = torch.from_numpy(np.asarray(state)).long()
         h, w = state_t.shape
-        if self.variant in ("bc", "aug_bc"):
+        if not self.variant.uses_procedure:
             return {"state": state_t, "steps": torch.zeros(0, h, w, dtype=torch.long),
                     "targets": torch.zeros(0, h, w, dtype=torch.long),
                     "first_target": torch.full((h, w), IGNORE, dtype=torch.long),
@@ -173,14 +147,14 @@ class ProcedureDataset(Dataset):
             targets[hi - lo] = steps_t[hi + 1]
         first = steps_t[0]  # the state block predicts x_0 in every example: it is always there
         segment = torch.zeros(len(inputs), dtype=torch.long)
-        if self.variant == "pc" and hi < last:
+        if self.variant.query_at_steps and hi < last:
             # Every example trains the action: append the procedure's tail (x_L and the
             # context it depends on) as a second segment, which the chunk cannot see.
             tail = steps_t[max(0, last - self.context_blocks) :]
             inputs = torch.cat([inputs, tail])
             targets = torch.cat([targets, torch.full_like(tail, IGNORE)])
             segment = torch.cat([segment, torch.ones(len(tail), dtype=torch.long)])
-        host = len(inputs) - 1 if self.variant == "pc" else -1  # aux_bc: the state block
+        host = len(inputs) - 1 if self.variant.query_at_steps else -1  # else the state block
         return {"state": state_t, "steps": inputs, "targets": targets, "first_target": first,
                 "segment": segment, "action": torch.tensor(action), "action_host": torch.tensor(host)}
 

@@ -1,4 +1,5 @@
 from pc_lightning.eval.callback import HeldOutEvaluation
 from pc_lightning.eval.rollout import PolicyWithMemory, procedure_accuracy, run_episodes
+from pc_lightning.eval.suite import EpisodeBatch, EvalSuite
 
-__all__ = ["HeldOutEvaluation", "PolicyWithMemory", "procedure_accuracy", "run_episodes"]
+__all__ = ["EpisodeBatch", "EvalSuite", "HeldOutEvaluation", "PolicyWithMemory", "procedure_accuracy", "run_episodes"]

@@ -12,14 +12,16 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
-from pc_lightning.eval.rollout import PolicyWithMemory, procedure_accuracy, run_episodes
+from pc_lightning.data.datamodule import ProcedureDataModule
+from pc_lightning.eval.rollout import PolicyWithMemory, run_episodes
 
 
 class HeldOutEvaluation(Callback):
     """After each validation (every ``trainer.val_check_interval`` steps) and in ``test``,
     run batched rollouts of the current policy on every suite the DataModule offers
-    (``heldout``, ``train_envs``, ...) and log ``{suite}/{stat}`` (success_rate, return,
-    path_ratio, ...), ``{suite}/procedure_acc`` and images of expert vs generated procedure.
+    (``val_envs`` for checkpoint selection, ``heldout`` for the report, ``train_envs``, ...)
+    and log ``{suite}/{stat}`` (success_rate, return, path_ratio, ...),
+    ``{suite}/procedure_acc`` and images of expert vs generated procedure.
 
     Each rank runs its share of the episodes; torchmetrics averages across ranks, so the
     numbers are those of the whole suite under DDP too.
@@ -27,8 +29,8 @@ class HeldOutEvaluation(Callback):
     Args:
         every_n_validations: evaluate on every n-th validation run only.
         n_probes: states per suite whose generated procedure is compared with the expert's.
-        log_images: log the expert-vs-generated image of the first probe (rank 0), and, for
-            suites that can ``animate(module)`` an episode, that episode as an animated GIF.
+        log_images: log the expert-vs-generated image of the first probe (rank 0), and, where
+            the suite animates an episode (:meth:`EvalSuite.animate`), that episode as a GIF.
         animate_suite: the suite whose episode is animated.
     """
 
@@ -53,8 +55,8 @@ class HeldOutEvaluation(Callback):
     @torch.no_grad()
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         datamodule = trainer.datamodule
-        if datamodule is None or not hasattr(datamodule, "eval_suites"):
-            raise RuntimeError("HeldOutEvaluation needs a DataModule with eval_suites()")
+        if not isinstance(datamodule, ProcedureDataModule):
+            raise RuntimeError("HeldOutEvaluation needs a ProcedureDataModule (a domain's DataModule with eval_suites())")
         was_training = pl_module.training
         pl_module.eval()
         rank, world = trainer.global_rank, trainer.world_size
@@ -63,10 +65,7 @@ class HeldOutEvaluation(Callback):
             start = time.perf_counter()
             episodes = suite.episodes(rank, world)
             n_episodes = len(episodes.done)
-
-            constrain = getattr(suite, "constrain_fn", None)
-            policy = PolicyWithMemory(pl_module, n_episodes, suite.stop_fn, suite.max_procedure_steps,
-                                      constrain_fn=constrain)
+            policy = PolicyWithMemory(pl_module, n_episodes, suite.stop_fn, suite.max_procedure_steps)
             stats = run_episodes(episodes, policy, pl_module.device)
             for stat, values in stats.items():
                 results[f"{name}/{stat}"] = self._mean(values, pl_module)
@@ -76,23 +75,39 @@ class HeldOutEvaluation(Callback):
                 states, expert = suite.probes(rank, world)
                 states, expert = states[: self.n_probes], expert[: self.n_probes]
                 gen = pl_module.generate_procedure(torch.from_numpy(states).long().to(pl_module.device),
-                                                   suite.stop_fn, suite.max_procedure_steps, constrain)
-                accuracy = getattr(suite, "procedure_accuracy", procedure_accuracy)
-                results[f"{name}/procedure_acc"] = self._mean(accuracy(expert, gen.steps, gen.lengths), pl_module)
-                if hasattr(suite, "procedure_metrics"):  # a domain's further procedure metrics
-                    for key, values in suite.procedure_metrics(expert, gen.steps, gen.lengths).items():
-                        results[f"{name}/{key}"] = self._mean(values, pl_module)
+                                                   suite.stop_fn, suite.max_procedure_steps)
+                results[f"{name}/procedure_acc"] = self._mean(
+                    suite.procedure_accuracy(expert, gen.steps, gen.lengths), pl_module)
+                for key, values in suite.procedure_metrics(expert, gen.steps, gen.lengths).items():
+                    results[f"{name}/{key}"] = self._mean(values, pl_module)
                 if self.log_images and rank == 0 and len(states):
                     self._log_image(trainer, f"{name}/procedure_expert_top_model_bottom",
                                     suite.render(states[0], expert[0], gen.steps[0, : int(gen.lengths[0])].cpu().numpy()))
-            if self.log_images and rank == 0 and name == self.animate_suite and hasattr(suite, "animate"):
-                self._log_gif(trainer, f"{name}/episode_real_left_imagined_right", suite.animate(pl_module))
+            if self.log_images and rank == 0 and name == self.animate_suite:
+                frames = suite.animate(pl_module)
+                if frames is not None:
+                    self._log_gif(trainer, f"{name}/episode_real_left_imagined_right", frames)
         for key, value in results.items():
             pl_module.log(key, value, rank_zero_only=False, sync_dist=False)
-        rank_zero_info("  ".join(f"{k}={v:.3f}" for k, v in sorted(results.items())))
+        rank_zero_info(self.table(trainer.global_step, results))
         if was_training:
             pl_module.train()
         return results
+
+    @staticmethod
+    def table(step: int, results: dict[str, float]) -> str:
+        """The results as a short table, one row per suite, one column per statistic."""
+        suites = sorted({k.split("/", 1)[0] for k in results})
+        stats = sorted({k.split("/", 1)[1] for k in results})
+        width = max(len(s) for s in suites)
+        lines = [f"evaluation at step {step}:", " " * width + "".join(f"  {s:>{max(len(s), 7)}}" for s in stats)]
+        for suite in suites:
+            cells = []
+            for s in stats:
+                v = results.get(f"{suite}/{s}")
+                cells.append(f"  {'-' if v is None else f'{v:.3f}':>{max(len(s), 7)}}")
+            lines.append(f"{suite:<{width}}" + "".join(cells))
+        return "\n".join(lines)
 
     @staticmethod
     def _mean(values: np.ndarray, pl_module: L.LightningModule) -> float:

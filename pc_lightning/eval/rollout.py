@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pc_lightning.eval.suite import EpisodeBatch
+if TYPE_CHECKING:
+    from pc_lightning.eval.suite import EpisodeBatch
+    from pc_lightning.model import Chain, ProcedureCloner
 
 
-def run_episodes(episodes: EpisodeBatch, act: Callable[[Tensor, np.ndarray], Tensor],
+def run_episodes(episodes: "EpisodeBatch", act: Callable[[Tensor, np.ndarray], Tensor],
                  device: torch.device | str = "cpu", max_rounds: int = 100_000) -> dict[str, np.ndarray]:
     """Step every running episode with one batched policy call per round until all are done.
 
@@ -27,14 +29,14 @@ def run_episodes(episodes: EpisodeBatch, act: Callable[[Tensor, np.ndarray], Ten
 
 class PolicyWithMemory:
     """A policy over E episodes that hands each episode's last procedure back to the model,
-    so a reusable procedure continues instead of restarting at every step."""
+    so a reusable procedure continues instead of restarting at every step: the episode
+    memory of a rollout, ``act(obs, idx)`` for :func:`run_episodes`."""
 
-    def __init__(self, module, n_episodes: int, stop_fn, max_procedure_steps: int, reuse: bool = True,
-                 constrain_fn=None) -> None:
+    def __init__(self, module: "ProcedureCloner", n_episodes: int, stop_fn: Callable[[Tensor, Tensor], Tensor],
+                 max_procedure_steps: int, reuse: bool = True) -> None:
         self.module = module
-        self.constrain_fn = constrain_fn
         self.reuse = reuse
-        self.chains: list[Tensor | None] = [None] * n_episodes
+        self.chains: list["Chain | None"] = [None] * n_episodes
         self.stop_fn = stop_fn
         self.max_procedure_steps = max_procedure_steps
         self.forward_blocks = 0
@@ -42,7 +44,7 @@ class PolicyWithMemory:
 
     def __call__(self, obs: Tensor, idx: np.ndarray) -> Tensor:
         prefixes = [self.chains[i] for i in idx] if self.reuse else None
-        actions, gen = self.module.act(obs, self.stop_fn, self.max_procedure_steps, prefixes, self.constrain_fn)
+        actions, gen = self.module.act(obs, self.stop_fn, self.max_procedure_steps, prefixes)
         if gen is not None:
             for j, i in enumerate(idx):
                 self.chains[i] = gen.chains[j]

@@ -1,4 +1,6 @@
+from pc_lightning.model.generate import Chain, Generation, act_from_state, generate
 from pc_lightning.model.module import ProcedureCloner
-from pc_lightning.model.transformer import Generation, ProcedureTransformer, TransformerConfig
+from pc_lightning.model.transformer import ProcedureTransformer, TransformerConfig
 
-__all__ = ["Generation", "ProcedureCloner", "ProcedureTransformer", "TransformerConfig"]
+__all__ = ["Chain", "Generation", "ProcedureCloner", "ProcedureTransformer", "TransformerConfig", "act_from_state",
+           "generate"]

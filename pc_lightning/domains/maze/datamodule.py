@@ -1,28 +1,26 @@
-"""MazeDataModule: BFS expert data on training mazes, rollout suites on held-out mazes."""
+"""MazeDataModule: BFS expert data on training mazes; rollout suites on validation mazes
+(checkpoint selection), held-out mazes (the report) and the training mazes (the gap)."""
 
 from __future__ import annotations
 
 from functools import partial
 
 import numpy as np
-from torch import Tensor
 
-from pc_lightning.data import ProcedureDataModule, ProcedureRecords, TokenSpec
+from pc_lightning.data import ProcedureDataModule, ProcedureRecords
 from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.maze import codec
-from pc_lightning.domains.maze.env import N_ACTIONS, MazeEnv, check_size, free_cells, tunnel_maze
+from pc_lightning.domains.maze.env import N_ACTIONS, check_size, tunnel_maze
 from pc_lightning.domains.maze.expert import bfs_distances, bfs_procedure
-from pc_lightning.eval.rollout import procedure_accuracy
+from pc_lightning.domains.maze.suite import MazeSuite, sample_goal_start
+from pc_lightning.spec import TokenSpec
 
-#: Seed ranges per split; disjoint by construction, and layouts are checked for equality too.
+#: Maze seed ranges per split ("val" serves the teacher-forced validation data and the
+#: ``val_envs`` suite); disjoint by construction, and layouts are checked for equality too.
 SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000}
-
-
-def sample_goal_start(walls: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random goal and a different random start on free cells, (2,) each."""
-    cells = free_cells(walls)
-    g, s = rng.choice(len(cells), size=2, replace=False)
-    return cells[g], cells[s]
+#: ``train_envs`` rolls out on at most this many training mazes, so that its cost does not
+#: grow with the training data.
+MAX_TRAIN_EVAL_MAZES = 20
 
 
 def expert_trajectories(maze_seed: int, group: int, size: int, shortcut_prob: float,
@@ -48,80 +46,6 @@ def _star(args: tuple) -> tuple:
     return fn(*rest)
 
 
-class MazeSuite:
-    """Rollout episodes on a list of mazes: ``episodes_per_maze`` random (goal, start) pairs each.
-
-    An episode may take ``2 * optimal + size`` steps before it counts as failed."""
-
-    def __init__(self, seeds: list[int], size: int, shortcut_prob: float, episodes_per_maze: int,
-                 episode_seed: int) -> None:
-        self.size = size
-        self.max_procedure_steps = size * size
-        self.walls, self.goals, self.starts, self.optimal = [], [], [], []
-        for seed in seeds:
-            walls = tunnel_maze(size, seed, shortcut_prob)
-            rng = np.random.default_rng([seed, episode_seed])
-            for _ in range(episodes_per_maze):
-                goal, start = sample_goal_start(walls, rng)
-                self.walls.append(walls)
-                self.goals.append(goal)
-                self.starts.append(start)
-                self.optimal.append(int(bfs_distances(walls, goal)[start[0], start[1]]))
-        self.walls, self.goals, self.starts = np.stack(self.walls), np.stack(self.goals), np.stack(self.starts)
-        self.optimal = np.array(self.optimal)
-
-    def __len__(self) -> int:
-        return len(self.walls)
-
-    def episodes(self, rank: int = 0, world_size: int = 1) -> "MazeEpisodes":
-        idx = np.arange(rank, len(self), world_size)
-        env = MazeEnv(self.walls[idx], self.goals[idx], self.starts[idx], 2 * self.optimal[idx] + self.size,
-                      self.optimal[idx])
-        return MazeEpisodes(env)
-
-    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
-        return codec.reached_agent(state, step)
-
-    def probes(self, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
-        idx = np.arange(rank, len(self), world_size)
-        states = codec.encode_states(self.walls[idx], self.goals[idx], self.starts[idx])
-        expert = [bfs_procedure(self.walls[i], self.goals[i], self.starts[i])[0] for i in idx]
-        return states, expert
-
-    def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
-        return codec.render_procedures(state, expert, generated)
-
-    def procedure_metrics(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> dict[str, np.ndarray]:
-        """``procedure_acc_ties``: per probe, the fraction of the expert's maps the model
-        generated equal up to ties (another action equally short where the expert's order
-        up, down, left, right chose one); ``procedure_acc`` counts exact maps."""
-        return {"procedure_acc_ties": procedure_accuracy(expert, generated, lengths, codec.maps_match_up_to_ties)}
-
-
-class MazeEpisodes:
-    """Adapts :class:`MazeEnv` to the evaluation callback's episode interface."""
-
-    def __init__(self, env: MazeEnv) -> None:
-        self.env = env
-
-    @property
-    def done(self) -> np.ndarray:
-        return self.env.done
-
-    def observe(self, idx: np.ndarray) -> np.ndarray:
-        e = self.env
-        return codec.encode_states(e.walls[idx], e.goals[idx], e.agents[idx])
-
-    def step(self, idx: np.ndarray, actions: np.ndarray) -> None:
-        self.env.step(idx, actions)
-
-    def stats(self) -> dict[str, np.ndarray]:
-        e = self.env
-        return {"success_rate": e.success.astype(np.float64),
-                "path_ratio": (e.steps[e.success] / np.maximum(e.optimal_steps[e.success], 1)).astype(np.float64),
-                "return": e.success.astype(np.float64)}
-
-
 class MazeDataModule(ProcedureDataModule):
     """BFS procedure cloning on tunnel mazes.
 
@@ -129,9 +53,13 @@ class MazeDataModule(ProcedureDataModule):
         size: maze side, 3k+1 (10, 13, 16, ...).
         n_train_mazes, trajectories_per_maze: the expert data (paper regime: 5 x 4).
         n_val_mazes, val_trajectories_per_maze: teacher-forced validation data, on unseen mazes.
-        n_heldout_mazes, heldout_episodes_per_maze: rollout suite ``heldout``.
+        n_val_env_mazes, val_env_episodes_per_maze: rollout suite ``val_envs`` on validation
+            mazes (the validation seed range, training size): the suite ``best.ckpt`` is chosen on.
+        n_heldout_mazes, heldout_episodes_per_maze: rollout suite ``heldout``, the test set:
+            reported, never used to choose a checkpoint or a setting.
         heldout_size: side of the held-out mazes (default ``size``; larger tests size generalisation).
-        train_eval_episodes_per_maze: rollout suite ``train_envs`` on the training mazes (0 = off).
+        train_eval_episodes_per_maze: rollout suite ``train_envs`` on the training mazes (at
+            most the first 20 of them; 0 = off).
         shortcut_prob: chance of opening each remaining inner wall (loops).
         seed: offsets every seed range (training, validation and held-out mazes stay disjoint).
         workers: processes for expert data generation.
@@ -142,7 +70,8 @@ class MazeDataModule(ProcedureDataModule):
     generator_version = "2"
 
     def __init__(self, size: int = 16, n_train_mazes: int = 5, trajectories_per_maze: int = 4,
-                 n_val_mazes: int = 5, val_trajectories_per_maze: int = 4, n_heldout_mazes: int = 20,
+                 n_val_mazes: int = 5, val_trajectories_per_maze: int = 4, n_val_env_mazes: int = 10,
+                 val_env_episodes_per_maze: int = 5, n_heldout_mazes: int = 20,
                  heldout_episodes_per_maze: int = 5, heldout_size: int | None = None,
                  train_eval_episodes_per_maze: int = 5, shortcut_prob: float = 0.1, seed: int = 0,
                  workers: int = 1, variant: str = "pc", window: int | None = 1, n_layers: int = 2,
@@ -157,6 +86,8 @@ class MazeDataModule(ProcedureDataModule):
         self.heldout_size = heldout_size or size
         self.n_mazes = {"train": n_train_mazes, "val": n_val_mazes}
         self.trajectories = {"train": trajectories_per_maze, "val": val_trajectories_per_maze}
+        self.n_val_env_mazes = n_val_env_mazes
+        self.val_env_episodes_per_maze = val_env_episodes_per_maze
         self.n_heldout_mazes = n_heldout_mazes
         self.heldout_episodes_per_maze = heldout_episodes_per_maze
         self.train_eval_episodes_per_maze = train_eval_episodes_per_maze
@@ -167,7 +98,7 @@ class MazeDataModule(ProcedureDataModule):
 
     @property
     def spec(self) -> TokenSpec:
-        return TokenSpec(codec.STATE_VOCAB, codec.STEP_VOCAB, N_ACTIONS)
+        return TokenSpec(codec.STATE_VOCAB, codec.STEP_VOCAB, N_ACTIONS, hidden_from_steps=[codec.AGENT])
 
     def maze_seeds(self, split: str, n: int | None = None) -> list[int]:
         n = self.n_mazes[split] if n is None else n
@@ -190,18 +121,32 @@ class MazeDataModule(ProcedureDataModule):
 
     def eval_suites(self) -> dict[str, MazeSuite]:
         if self._suites is None:
-            heldout_seeds = self.maze_seeds("heldout", self.n_heldout_mazes)
-            self._suites = {"heldout": MazeSuite(heldout_seeds, self.heldout_size, self.shortcut_prob,
-                                                 self.heldout_episodes_per_maze, episode_seed=1)}
-            self.check_disjoint(heldout_seeds)
+            train = {tunnel_maze(self.size, s, self.shortcut_prob).tobytes() for s in self.maze_seeds("train")}
+            val_seeds, val = self.new_layouts("val", self.n_val_env_mazes, self.size, train)
+            heldout_seeds, _ = self.new_layouts("heldout", self.n_heldout_mazes, self.heldout_size, train | val)
+            self._suites = {
+                "val_envs": MazeSuite(val_seeds, self.size, self.shortcut_prob, self.val_env_episodes_per_maze,
+                                      episode_seed=3),
+                "heldout": MazeSuite(heldout_seeds, self.heldout_size, self.shortcut_prob,
+                                     self.heldout_episodes_per_maze, episode_seed=1),
+            }
             if self.train_eval_episodes_per_maze > 0:
-                self._suites["train_envs"] = MazeSuite(self.maze_seeds("train"), self.size, self.shortcut_prob,
+                train_seeds = self.maze_seeds("train")[:MAX_TRAIN_EVAL_MAZES]
+                self._suites["train_envs"] = MazeSuite(train_seeds, self.size, self.shortcut_prob,
                                                        self.train_eval_episodes_per_maze, episode_seed=2)
         return self._suites
 
-    def check_disjoint(self, heldout_seeds: list[int]) -> None:
-        """Assert that no held-out maze has the layout of a training maze."""
-        train = {tunnel_maze(self.size, s, self.shortcut_prob).tobytes() for s in self.maze_seeds("train")}
-        for s in heldout_seeds:
-            layout = tunnel_maze(self.heldout_size, s, self.shortcut_prob).tobytes()
-            assert layout not in train, f"held-out maze seed {s} has the layout of a training maze"
+    def new_layouts(self, split: str, n: int, size: int, taken: set[bytes]) -> tuple[list[int], set[bytes]]:
+        """The first ``n`` seeds of ``split``'s range whose maze layout is not in ``taken`` (the
+        layouts of earlier splits), and their layouts. Seed ranges are disjoint already; on
+        large mazes layouts never collide, on tiny ones (7x7 has a handful) they can."""
+        seeds, layouts = [], set()
+        for s in self.maze_seeds(split, 100 * n + 100):
+            layout = tunnel_maze(size, s, self.shortcut_prob).tobytes()
+            if layout not in taken:
+                seeds.append(s)
+                layouts.add(layout)
+                if len(seeds) == n:
+                    return seeds, layouts
+        raise ValueError(f"found only {len(seeds)} {size}x{size} maze layouts for {split} that no earlier split "
+                         f"has, of {n} asked for: use larger mazes or fewer of them")

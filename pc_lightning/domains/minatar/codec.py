@@ -31,16 +31,6 @@ block are predicted at once, so the frame was predicted without knowing the acti
 the model drew the paddle on both sides (breakout: 3.45 wrong cells per imagined frame,
 none exact; 2.95 with this layout, still none exact: see the README).
 
-With ``root_block`` (``data.init_args.root_block``), the procedure starts with one more
-block, the search's comparison of the root's actions, before the PV:
-
-    rows 0-9   PAD (no frame)
-    row 10     [PAD, PAD, PAD, MORE, VALUE + bin(Q(root, 0)), ..., VALUE + bin(Q(root, 5))]
-
-one value bin per action of MinAtar's full set (PAD for actions outside the game's minimal
-set or never tried), so x_1, which holds the chosen action, is predicted after the values
-it is chosen from, not in the same block as the state's first prediction.
-
 Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
 (6 ids, MinAtar's full action set), VALUE = ACTION + 6 (len(VALUE_EDGES) + 1 ids), then
 MORE, LAST, and DEPTH (MAX_DEPTH ids).
@@ -63,9 +53,8 @@ MAX_DEPTH = 8  # depth tokens 0 .. 7; deeper PV steps share the last
 class Codec:
     """Token layout for one game (its channel count sets the frame vocabulary)."""
 
-    def __init__(self, game: str, root_block: bool = False) -> None:
+    def __init__(self, game: str) -> None:
         self.game = game
-        self.root_block = root_block
         self.n_channels = N_CHANNELS[game]
         self.pad = 2**self.n_channels
         self.action_base = self.pad + 1
@@ -93,27 +82,12 @@ class Codec:
         w[10, [0, 2]] = action
         return w.tolist()
 
-    @property
-    def first_pv_step(self) -> int:
-        """Index of the PV's first block, the one holding a_0 (1 after a root block)."""
-        return int(self.root_block)
-
-    @property
-    def first_imagined(self) -> int:
-        """Index of the first block whose frame the search imagined (f_1, after a_0)."""
-        return self.first_pv_step + 1
+    #: Index of the first block whose frame the search imagined (f_1, after a_0).
+    first_imagined = 1
 
     def procedure_blocks(self, pv_depth: int) -> int:
         """The most blocks a procedure of a search with ``pv_depth`` has (generation's limit)."""
-        return self.first_pv_step + pv_depth + 1
-
-    def encode_root(self, root_q: dict[int, float]) -> np.ndarray:
-        """The root block (11, 10): each root action's binned Q, see the module docstring."""
-        out = np.full((H, W), self.pad, dtype=np.int64)
-        out[10, 3] = self.more
-        for a, q in root_q.items():
-            out[10, 4 + a] = self.value_base + int(np.searchsorted(VALUE_EDGES, q, side="right"))
-        return out
+        return pv_depth + 1
 
     # ---------------------------------------------------------------- encode
     def encode_state(self, frame: np.ndarray) -> np.ndarray:
@@ -123,12 +97,10 @@ class Codec:
         out[..., :10, :] = frame
         return out
 
-    def encode_procedure(self, pv: list[PVStep], state_frame: np.ndarray,
-                         root_q: dict[int, float] | None = None) -> np.ndarray:
-        """Principal variation -> step blocks (len(pv) + 1, 11, 10), after the root block of
-        ``root_q`` if the codec has one; ``state_frame`` (10, 10) tokens, the searched state's
-        frame, is x_0's. An empty PV (a search that expanded nothing) becomes one step:
-        action 0 ('n') to the state's frame, value 0."""
+    def encode_procedure(self, pv: list[PVStep], state_frame: np.ndarray) -> np.ndarray:
+        """Principal variation -> step blocks (len(pv) + 1, 11, 10); ``state_frame`` (10, 10)
+        tokens, the searched state's frame, is x_0's. An empty PV (a search that expanded
+        nothing) becomes one step: action 0 ('n') to the state's frame, value 0."""
         state_frame = np.asarray(state_frame)
         if not pv:
             pv = [PVStep(0, state_frame, 0.0, 0)]
@@ -142,8 +114,6 @@ class Codec:
         out[:, 10, 3] = self.more
         out[:, 10, 4] = self.depth_base + np.minimum(np.arange(len(pv) + 1), MAX_DEPTH - 1)
         out[-1, 10, 3] = self.last
-        if self.root_block:
-            out = np.concatenate([self.encode_root(root_q or {})[None], out])
         return out
 
     # ---------------------------------------------------------------- decode
@@ -173,27 +143,6 @@ class Codec:
     def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
         """Generation's stop rule: the step is marked LAST. (B, 11, 10) x2 -> (B,) bool."""
         return step[:, 10, 3] == self.last
-
-    def constrain(self, state: Tensor, prev: Tensor, block: Tensor) -> Tensor:
-        """Constrained decoding: the invariants between consecutive PV blocks, imposed on a
-        generated block (M, 11, 10) given the block before it (``data.init_args.constrained_decoding``).
-
-        After a PV block (one whose column 2 holds an action): column 2 repeats that action a,
-        column 4 is the previous depth + 1 (capped as in encoding), columns 5-9 are PAD. A
-        block marked LAST has PAD action and value. Frames are left as generated. Blocks
-        after a root block (whose column 2 is PAD) only get the LAST rule."""
-        block = block.clone()
-        row, prev_row = block[:, 10], prev[:, 10]
-        carried = (prev_row[:, 2] >= self.action_base) & (prev_row[:, 2] < self.action_base + N_ACTIONS)
-        row[:, 2] = torch.where(carried, prev_row[:, 2], row[:, 2])
-        prev_depth = prev_row[:, 4] - self.depth_base
-        has_depth = carried & (prev_depth >= 0) & (prev_depth < MAX_DEPTH)
-        row[:, 4] = torch.where(has_depth, self.depth_base + (prev_depth + 1).clamp(max=MAX_DEPTH - 1), row[:, 4])
-        row[:, 5:] = torch.where(carried[:, None], self.pad, row[:, 5:])  # PAD after the depth
-        last = row[:, 3] == self.last
-        row[:, 0] = torch.where(last, self.pad, row[:, 0])
-        row[:, 1] = torch.where(last, self.pad, row[:, 1])
-        return block
 
     # ---------------------------------------------------------------- render
     def palette(self) -> np.ndarray:

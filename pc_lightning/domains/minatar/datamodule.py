@@ -7,17 +7,17 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from pc_lightning.data import ProcedureDataModule, ProcedureRecords, TokenSpec
+from pc_lightning.data import ProcedureDataModule, ProcedureRecords
 from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.minatar.codec import Codec
-from pc_lightning.domains.minatar.env import N_ACTIONS, MinAtarEpisodes, check_game, frame_tokens, make_env
+from pc_lightning.domains.minatar.env import N_ACTIONS, check_game, frame_tokens, make_env
 from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
-from pc_lightning.eval.rollout import procedure_accuracy
+from pc_lightning.domains.minatar.suite import MinAtarSuite
+from pc_lightning.spec import TokenSpec
 
-#: Episode seed ranges per split (disjoint by construction).
+#: Episode seed ranges per split (disjoint by construction; "val" serves the teacher-forced
+#: validation data and the ``val_envs`` suite).
 SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000, "heldout_shift": 3_000_000}
 
 #: Per game: expert settings that differ from :class:`MCTSConfig`'s defaults, and the shifted
@@ -36,17 +36,17 @@ GAME_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def expert_episode(game: str, seed: int, group: int, sticky_action_prob: float, difficulty_ramping: bool,
-                   max_steps: int, expert: dict[str, Any], root_block: bool = False) -> dict[str, Any]:
+                   max_steps: int, expert: dict[str, Any]) -> dict[str, Any]:
     """One episode of the MCTS expert: every state with its procedure and action, and the return."""
-    codec = Codec(game, root_block)
+    codec = Codec(game)
     env = make_env(game, seed, sticky_action_prob, difficulty_ramping)
-    planner = MCTS(MCTSConfig(**expert), env.minimal_action_set(), seed=seed + 17, game=game)
+    planner = MCTS(MCTSConfig(**expert), env.minimal_action_set(), seed=seed + 17)
     states, procedures, actions = [], [], []
     ret, steps = 0.0, 0
     for _ in range(max_steps):
         result = planner.search(env)
         states.append(codec.encode_state(frame_tokens(env.state())))
-        procedures.append(codec.encode_procedure(result.pv, frame_tokens(env.state()), result.root_q))
+        procedures.append(codec.encode_procedure(result.pv, frame_tokens(env.state())))
         actions.append(result.action)
         r, terminal = env.act(result.action)
         ret += float(r)
@@ -61,91 +61,6 @@ def _run(kwargs: dict[str, Any]) -> dict[str, Any]:
     return expert_episode(**kwargs)
 
 
-class MinAtarSuite:
-    """Rollout episodes of one game on given seeds and configuration, plus probe states whose
-    procedure the expert provides (for ``procedure_acc`` and the images)."""
-
-    def __init__(self, game: str, seeds: list[int], sticky_action_prob: float, difficulty_ramping: bool,
-                 max_steps: int, expert: dict[str, Any], expert_return: float | None = None,
-                 n_probes: int = 8, animation_steps: int = 60, root_block: bool = False,
-                 constrained_decoding: bool = False) -> None:
-        self.game = game
-        self.codec = Codec(game, root_block)
-        self.constrain_fn = self.codec.constrain if constrained_decoding else None
-        self.seeds = seeds
-        self.sticky_action_prob = sticky_action_prob
-        self.difficulty_ramping = difficulty_ramping
-        self.max_steps = max_steps
-        self.expert = expert
-        self.expert_return = expert_return
-        self.n_probes = n_probes
-        self.animation_steps = animation_steps
-        self.max_procedure_steps = self.codec.procedure_blocks(MCTSConfig(**expert).pv_depth)
-        self._probes: dict[tuple[int, int], tuple[np.ndarray, list[np.ndarray]]] = {}
-
-    def episodes(self, rank: int = 0, world_size: int = 1) -> MinAtarEpisodes:
-        return MinAtarEpisodes(self.game, self.seeds[rank::world_size], self.sticky_action_prob,
-                               self.difficulty_ramping, self.max_steps,
-                               lambda s: self.codec.encode_state(frame_tokens(s)), self.expert_return)
-
-    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
-        return self.codec.stop_fn(state, step)
-
-    def probes(self, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
-        """States a few random steps into this rank's episodes, with the expert's procedures."""
-        key = (rank, world_size)
-        if key not in self._probes:
-            states, procs = [], []
-            for seed in self.seeds[rank::world_size][: self.n_probes]:
-                env = make_env(self.game, seed, self.sticky_action_prob, self.difficulty_ramping)
-                rng = np.random.default_rng(seed)
-                actions = env.minimal_action_set()
-                for _ in range(int(rng.integers(0, 30))):
-                    _, terminal = env.act(int(rng.choice(actions)))
-                    if terminal:
-                        env.reset()
-                planner = MCTS(MCTSConfig(**self.expert), actions, seed=seed + 17, game=self.game)
-                frame = frame_tokens(env.state())
-                states.append(self.codec.encode_state(frame))
-                result = planner.search(env)
-                procs.append(self.codec.encode_procedure(result.pv, frame, result.root_q))
-            self._probes[key] = (np.stack(states) if states else np.zeros((0, 11, 10), np.int64), procs)
-        return self._probes[key]
-
-    def procedure_accuracy(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:
-        """Per probe: the fraction of the search's imagined frames (its PV) that the model
-        imagines exactly at the same position."""
-        first = self.codec.first_imagined  # x_0's frame is the state's; a root block has none
-        return procedure_accuracy([x[first:, :10] for x in expert], generated[:, first:, :10], lengths - first)
-
-    def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
-        return self.codec.render_procedures(state, expert, generated)
-
-    @torch.no_grad()
-    def animate(self, module) -> np.ndarray:
-        """One episode of this suite's first seed played by ``module``: per step the real
-        frame (left) and the frame the model imagines after its action (right; blank for BC).
-        (T, 80, 164, 3) uint8."""
-        env = make_env(self.game, self.seeds[0], self.sticky_action_prob, self.difficulty_ramping)
-        frames = []
-        for _ in range(self.animation_steps):
-            obs = self.codec.encode_state(frame_tokens(env.state()))
-            state = torch.from_numpy(obs[None]).long().to(module.device)
-            action, gen = module.act(state, self.stop_fn, self.max_procedure_steps, constrain_fn=self.constrain_fn)
-            if gen is None and module.uses_procedure:
-                gen = module.generate_procedure(state, self.stop_fn, self.max_procedure_steps, self.constrain_fn)
-            imagined = np.zeros((80, 80, 3), dtype=np.uint8)
-            first = self.codec.first_imagined
-            if gen is not None and int(gen.lengths[0]) > first:
-                imagined = self.codec.frame_rgb(gen.steps[0, first, :10].cpu().numpy())
-            frames.append(np.concatenate([self.codec.frame_rgb(obs[:10]), np.full((80, 4, 3), 255, np.uint8),
-                                          imagined], 1))
-            _, terminal = env.act(int(action[0]))
-            if terminal:
-                break
-        return np.stack(frames)
-
-
 class MinAtarDataModule(ProcedureDataModule):
     """Procedure cloning of an MCTS expert on one MinAtar game.
 
@@ -158,16 +73,13 @@ class MinAtarDataModule(ProcedureDataModule):
         shift: the ``heldout_shift`` suite's changes to that configuration (default: per game,
             :data:`GAME_DEFAULTS`).
         expert: MCTS settings over the game's defaults (see :class:`MCTSConfig`).
+        n_val_env_episodes: episodes of suite ``val_envs`` (validation seeds, training
+            configuration), the suite ``best.ckpt`` is chosen on.
         n_heldout_episodes: episodes per held-out suite (``heldout``: unseen seeds, training
-            configuration; ``heldout_shift``: unseen seeds, shifted configuration).
+            configuration; ``heldout_shift``: unseen seeds, shifted configuration), the test
+            set: reported, never used for a choice.
         train_eval_episodes: episodes of suite ``train_envs`` on training seeds (0 = off).
         seed: offsets every seed range. workers: processes for the expert.
-        root_block: start each procedure with the search's binned value of every root
-            action, so the PV (and its first action, the decision) is predicted after them
-            (see :mod:`~pc_lightning.domains.minatar.codec`).
-        constrained_decoding: in evaluation, impose the codec's invariants between
-            consecutive generated PV blocks (the carried action, the depth; see
-            :meth:`Codec.constrain`) instead of trusting the model to keep them.
         action_weight, frame_weight: loss weights of each PV block's action tokens (50) and
             of each imagined frame cell (1); the rest of row 10 weighs 5
             (:meth:`Codec.cell_weights`). ``frame_weight: 0`` clones the PV's actions, values
@@ -181,21 +93,19 @@ class MinAtarDataModule(ProcedureDataModule):
     def __init__(self, game: str = "breakout", n_train_episodes: int = 8, n_val_episodes: int = 1,
                  max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
                  shift: dict[str, Any] | None = None, expert: dict[str, Any] | None = None,
-                 n_heldout_episodes: int = 16, train_eval_episodes: int = 4, seed: int = 0, workers: int = 2,
+                 n_val_env_episodes: int = 8, n_heldout_episodes: int = 16, train_eval_episodes: int = 4,
+                 seed: int = 0, workers: int = 2,
                  variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 8,
                  batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
-                 root_block: bool = False, constrained_decoding: bool = False, action_weight: float = 50.0,
-                 frame_weight: float = 1.0) -> None:
+                 action_weight: float = 50.0, frame_weight: float = 1.0) -> None:
         super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
                          batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment)
         self.game = check_game(game)
-        self.root_block = root_block
-        self.constrained_decoding = constrained_decoding
         if frame_weight < 0 or action_weight < 0:
             raise ValueError("data.action_weight and data.frame_weight must be >= 0, "
                              f"got {action_weight} and {frame_weight}")
         self.action_weight, self.frame_weight = action_weight, frame_weight
-        self.codec = Codec(game, root_block)
+        self.codec = Codec(game)
         self.n_episodes = {"train": n_train_episodes, "val": n_val_episodes}
         self.max_episode_steps = max_episode_steps
         self.sticky_action_prob = sticky_action_prob
@@ -205,6 +115,7 @@ class MinAtarDataModule(ProcedureDataModule):
         if unknown:
             raise ValueError(f"data.shift may set sticky_action_prob and difficulty_ramping, not {sorted(unknown)}")
         self.expert = asdict(MCTSConfig(**{**GAME_DEFAULTS[game]["expert"], **(expert or {})}))
+        self.n_val_env_episodes = n_val_env_episodes
         self.n_heldout_episodes = n_heldout_episodes
         self.train_eval_episodes = train_eval_episodes
         self.seed = seed
@@ -214,7 +125,7 @@ class MinAtarDataModule(ProcedureDataModule):
     @property
     def spec(self) -> TokenSpec:
         weights = self.codec.cell_weights(self.action_weight, frame=self.frame_weight)
-        return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS, weights,
+        return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS, step_cell_weights=weights,
                          step_bits=self.codec.n_channels)
 
     def episode_seeds(self, split: str, n: int) -> list[int]:
@@ -223,13 +134,11 @@ class MinAtarDataModule(ProcedureDataModule):
     def generator_config(self, split: str) -> dict:
         return {"game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
                 "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
-                "ramping": self.difficulty_ramping, "expert": self.expert,
-                **({"root_block": True} if self.root_block else {})}
+                "ramping": self.difficulty_ramping, "expert": self.expert}
 
     def generate(self, split: str) -> ProcedureRecords:
         jobs = [dict(game=self.game, seed=s, group=g, sticky_action_prob=self.sticky_action_prob,
-                     difficulty_ramping=self.difficulty_ramping, max_steps=self.max_episode_steps, expert=self.expert,
-                     root_block=self.root_block)
+                     difficulty_ramping=self.difficulty_ramping, max_steps=self.max_episode_steps, expert=self.expert)
                 for g, s in enumerate(self.episode_seeds(split, self.n_episodes[split]))]
         parts = run_jobs(_run, jobs, self.workers, f"MCTS expert, {self.game} {split}", unit="episode",
                          postfix=lambda p: {"ret": p["return"], "steps": p["length"]})
@@ -248,11 +157,12 @@ class MinAtarDataModule(ProcedureDataModule):
     def eval_suites(self) -> dict[str, MinAtarSuite]:
         if self._suites is None:
             base = dict(game=self.game, max_steps=self.max_episode_steps, expert=self.expert,
-                        expert_return=self.expert_return(), root_block=self.root_block,
-                        constrained_decoding=self.constrained_decoding)
+                        expert_return=self.expert_return())
             train_cfg = dict(sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping)
             shifted = {**train_cfg, **self.shift}
             self._suites = {
+                "val_envs": MinAtarSuite(seeds=self.episode_seeds("val", self.n_val_env_episodes),
+                                         **train_cfg, **base),
                 "heldout": MinAtarSuite(seeds=self.episode_seeds("heldout", self.n_heldout_episodes),
                                         **train_cfg, **base),
                 "heldout_shift": MinAtarSuite(seeds=self.episode_seeds("heldout_shift", self.n_heldout_episodes),

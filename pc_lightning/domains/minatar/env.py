@@ -1,4 +1,4 @@
-"""MinAtar environments: construction, cheap snapshots, frame tokens, batched episodes.
+"""MinAtar environments: construction, cheap snapshots, frame tokens.
 
 MinAtar (GPL) is a dependency, used through its public ``Environment``; no code of it is
 copied here. A snapshot copies each game object's state fields (lists one level deep,
@@ -77,37 +77,3 @@ def frame_tokens(state: np.ndarray) -> np.ndarray:
 def tokens_to_frame(tokens: np.ndarray, n_channels: int) -> np.ndarray:
     """Inverse of :func:`frame_tokens`: (..., 10, 10) -> (..., 10, 10, C) bool."""
     return ((np.asarray(tokens)[..., None] >> np.arange(n_channels)) & 1).astype(bool)
-
-
-class MinAtarEpisodes:
-    """E MinAtar episodes stepped together (the evaluation callback's episode interface).
-
-    An episode ends at the game's terminal state or after ``max_steps`` actions; ``stats``
-    gives its return, and the return as a fraction of ``expert_return`` if one is known.
-    """
-
-    def __init__(self, game: str, seeds: list[int], sticky_action_prob: float, difficulty_ramping: bool,
-                 max_steps: int, encode, expert_return: float | None = None) -> None:
-        self.envs = [make_env(game, s, sticky_action_prob, difficulty_ramping) for s in seeds]
-        self.encode = encode
-        self.max_steps = max_steps
-        self.expert_return = expert_return
-        self.done = np.zeros(len(seeds), dtype=bool)
-        self.returns = np.zeros(len(seeds))
-        self.steps = np.zeros(len(seeds), dtype=np.int64)
-
-    def observe(self, idx: np.ndarray) -> np.ndarray:
-        return np.stack([self.encode(self.envs[i].state()) for i in idx])
-
-    def step(self, idx: np.ndarray, actions: np.ndarray) -> None:
-        for i, a in zip(idx, actions):
-            r, terminal = self.envs[i].act(int(a))
-            self.returns[i] += r
-            self.steps[i] += 1
-            self.done[i] = terminal or self.steps[i] >= self.max_steps
-
-    def stats(self) -> dict[str, np.ndarray]:
-        out = {"return": self.returns.copy(), "episode_length": self.steps.astype(np.float64)}
-        if self.expert_return:
-            out["return_frac_expert"] = self.returns / self.expert_return
-        return out

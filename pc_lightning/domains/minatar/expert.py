@@ -32,14 +32,6 @@ class MCTSConfig:
     simulation reaches a terminal state. rollout: action probabilities of the rollout
     policy by MinAtar action name (``{"u": 0.8, "n": 0.2}``); None = uniform over the
     game's minimal action set. pv_depth: steps of the principal variation recorded.
-    noop_margin: at the root, take the no-op instead of the most-visited action when the
-    no-op's Q is within this margin of that action's (0 = off). Where actions are about
-    equally good, UCT picks among them by the noise of its rollouts; an imitator sees that
-    choice as noise. With a margin the expert does the same thing in every such state.
-    heuristic_prob: probability that a rollout step takes the game's hand-written
-    heuristic action (:data:`HEURISTICS`) instead of the rollout policy's; games without
-    one ignore it. Random rollouts lose the ball within a few steps whatever the first
-    action was, which drowns the difference between actions in noise.
     """
 
     simulations: int = 128
@@ -49,8 +41,6 @@ class MCTSConfig:
     terminal_penalty: float = 1.0
     rollout: dict[str, float] | None = None
     pv_depth: int = 4
-    noop_margin: float = 0.0
-    heuristic_prob: float = 0.0
 
 
 class Node:
@@ -88,24 +78,12 @@ class SearchResult:
     root_q: dict[int, float] = field(default_factory=dict)  # each root action's mean discounted return
 
 
-def _breakout_track(game) -> int:
-    """Move the paddle toward the ball's column: 'l', 'r' or 'n'."""
-    return 1 if game.ball_x < game.pos else (3 if game.ball_x > game.pos else 0)
-
-
-#: per game, a rollout heuristic: the game object (``env.env``) -> a full-set action
-HEURISTICS = {"breakout": _breakout_track}
-
-
 class MCTS:
-    """UCT search for one game; call :meth:`search` with the live environment.
+    """UCT search for one game; call :meth:`search` with the live environment."""
 
-    ``game`` names the game for its rollout heuristic (``MCTSConfig.heuristic_prob``)."""
-
-    def __init__(self, config: MCTSConfig, actions: list[int], seed: int = 0, game: str | None = None) -> None:
+    def __init__(self, config: MCTSConfig, actions: list[int], seed: int = 0) -> None:
         self.cfg = config
         self.actions = list(actions)
-        self.heuristic = HEURISTICS.get(game) if config.heuristic_prob > 0 else None
         self.rng = np.random.RandomState(seed)  # the planner's RNG: game randomness inside the search
         if config.rollout:
             unknown = set(config.rollout) - set(ACTION_NAMES)
@@ -152,9 +130,6 @@ class MCTS:
             for _ in range(cfg.simulations):
                 self._simulate(env, root)
             best = self._most_visited(root)
-            noop = root.children.get(0)  # MinAtar's action 0, 'n'
-            if cfg.noop_margin > 0 and noop is not None and noop.q >= root.children[best].q - cfg.noop_margin:
-                best = 0
             pv = []
             node = root
             while len(pv) < cfg.pv_depth and node.children:
@@ -197,10 +172,7 @@ class MCTS:
                 restore(env, node.snap)
             g = 1.0
             for _ in range(cfg.horizon - node.depth):
-                if self.heuristic is not None and self.rng.rand() < cfg.heuristic_prob:
-                    a = self.heuristic(game)
-                else:
-                    a = self._rollout_action()
+                a = self._rollout_action()
                 r, terminal = game.act(a)
                 ret += g * r
                 if terminal:

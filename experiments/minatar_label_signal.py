@@ -1,6 +1,6 @@
 """How much of the MCTS expert's action an imitator can predict from the state.
 
-    python bench/minatar_label_signal.py --game breakout [--episodes 64] [--expert '{noop_margin: 0.1}']
+    python experiments/minatar_label_signal.py --game breakout [--episodes 64] [--expert '{simulations: 512}']
 
 Trains the BC network of conf/minatar_bc.yaml with a plain loop on 80% of the expert's
 training states (the data of MinAtarDataModule with these settings, generated if needed)
@@ -58,7 +58,7 @@ def main() -> None:
     dm.setup()
     records = dm.records["train"]
     states = torch.as_tensor(np.asarray(records.states)).long()
-    cfg = yaml.safe_load(open("conf/minatar_bc.yaml"))["model"]
+    cfg = {**yaml.safe_load(open("conf/minatar.yaml"))["model"], "variant": "bc"}
     labels = {"expert": torch.as_tensor(np.asarray(records.actions)).long()}
     if a.game == "breakout":  # control: a label the state decides
         side = []

@@ -1,6 +1,6 @@
 """How well each checkpoint's decision fits the expert's labels, on training and validation states.
 
-    python bench/minatar_decision_fit.py --game space_invaders \
+    python experiments/minatar_decision_fit.py --game space_invaders \
         runs/ms2_pc_space_invaders_s0/version_0/checkpoints/last.ckpt \
         runs/ms_bc_space_invaders_s0/version_0/checkpoints/last.ckpt
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar.codec import H, W
 from pc_lightning.domains.minatar.env import ACTION_NAMES, make_env
-from pc_lightning.model import ProcedureCloner
+from pc_lightning.model import ProcedureCloner, act_from_state
 
 
 @torch.no_grad()
@@ -32,11 +32,11 @@ def decision_logits(module: ProcedureCloner, states: torch.Tensor, action_ids: t
     """Logits (B, A') over the actions ``action_ids`` (MinAtar's full-set indices) that the
     variant decides by, for state tokens (B, H, W); ``action_base``: the codec's id of action 0."""
     net = module.net
-    if module.variant == "pc":
+    if module.variant.query_at_steps:
         raw = net(states, raw=True)[0][:, (H - 1) * W]  # the state block's raw output for a_0 (row 10, column 0)
         # log p(action) over the step vocabulary by the loss's own cell_nll (no 2**B-way table)
         return torch.stack([-net.cell_nll(raw, torch.full((len(raw),), action_base + int(a))) for a in action_ids], -1)
-    return net.act_from_state(states)[:, action_ids]
+    return act_from_state(net, states)[:, action_ids]
 
 
 def main() -> None:
@@ -65,7 +65,7 @@ def main() -> None:
             greedy = logp.argmax(-1)
             entropy = -(logp.exp() * logp).sum(-1).mean().item()
             counts = Counter(ACTION_NAMES[minimal[i]] for i in greedy.tolist())
-            print(f"{module.variant:6s} {split:5s} CE {ce:.3f} (marginal {ce_marginal:.3f}), "
+            print(f"{module.variant.name:6s} {split:5s} CE {ce:.3f} (marginal {ce_marginal:.3f}), "
                   f"acc {(greedy == labels).float().mean().item():.2f}, entropy {entropy:.3f}, "
                   f"greedy {dict(sorted(counts.items()))}  {ckpt}", flush=True)
 

@@ -1,0 +1,222 @@
+"""Greedy, KV-cached, batched generation of a procedure and the action it leads to.
+
+A sequence stops at the first block x_l for which the domain's ``stop_fn(state, x_l)`` is
+True, at a fixed point (the last ``window`` blocks repeat, so greedy decoding can never
+change again), or after ``max_steps`` blocks; its action is then read by the query
+hosted at x_l. Finished sequences leave the batch, so late rounds cost only what is
+still running. Whether a block ends its sequence depends on the block alone, so it is
+known before the block's pass, and each block runs through the network once: a block
+that goes on for the next block's logits, a block that ends for the keys and values the
+action query reads.
+
+With a :attr:`~ProcedureTransformer.reusable` model a sequence can resume from a
+:class:`Chain` generated before under the same step context (a rollout's previous step):
+the result is exactly what generating from scratch gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from pc_lightning.model.transformer import KV, ProcedureTransformer
+
+StopFn = Callable[[Tensor, Tensor], Tensor]  # (state (M, H, W), block (M, H, W)) -> (M,) bool
+
+
+@dataclass
+class Chain:
+    """Every block generated for one sequence, and the step context it was generated under."""
+
+    blocks: Tensor  # (L, H, W) long
+    context: Tensor  # (H, W) long, see ProcedureTransformer.step_context
+    context_kv: KV | None = None  # per layer, the context block's (N, h, e) keys/values
+
+
+@dataclass
+class Generation:
+    """Output of :func:`generate`."""
+
+    actions: Tensor  # (B,) long
+    action_logits: Tensor  # (B, A)
+    steps: Tensor  # (B, Lmax, H, W) long, -1 past each sequence's length
+    lengths: Tensor  # (B,) long: number of step blocks up to the one hosting the action
+    forward_blocks: int  # step blocks run through the network, summed over the batch
+    make_chains: Callable[[], list[Chain]] = field(repr=False, default=list)
+
+    @cached_property
+    def chains(self) -> list[Chain]:
+        """Per sequence, every block generated so far (reusable as a prefix); built on first use."""
+        return self.make_chains()
+
+
+def _rows(kv: KV, idx: Tensor | None) -> KV:
+    """Per-layer keys/values of the sequences ``idx`` (None: all)."""
+    if idx is None:
+        return kv
+    return [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in kv]
+
+
+@dataclass
+class _Running:
+    """The sequences still being generated, row m of every tensor being sequence ``active[m]``."""
+
+    active: Tensor  # (M,) index into the batch
+    x: Tensor  # (M, H, W) the block at position ``rounds``, not yet run through the network
+    prev: Tensor  # (M, H, W) the block before it (-1: none)
+    rounds: Tensor  # (M,) position of x in its sequence
+    forced: Tensor  # (M,) bool: x must host the action (a resumed chain stopped there)
+    repeats: Tensor  # (M,) consecutive equal blocks up to x
+    context_kv: KV  # per layer, the context block's keys/values (M, N, h, e)
+    cache: list[KV]  # per layer, the window's earlier blocks' keys/values
+
+    def keep(self, rows: Tensor, nxt: Tensor, own: KV, window: int | None) -> None:
+        """Go on with the sequences ``rows`` (index into the running ones, or None for all),
+        whose next block is ``nxt`` and whose current block's keys/values are ``own``."""
+        sel = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
+        self.cache = [_rows(c, rows) for c in self.cache]
+        if window is None:
+            self.cache = [c + [kv] for c, kv in zip(self.cache, own)]
+        elif window > 1:
+            self.cache = [(c + [kv])[-(window - 1):] for c, kv in zip(self.cache, own)]
+        self.active, self.prev, self.x = sel(self.active), sel(self.x), nxt
+        self.rounds, self.forced, self.repeats = sel(self.rounds) + 1, sel(self.forced), sel(self.repeats)
+        self.context_kv = _rows(self.context_kv, rows)
+
+
+def _context_pass(net: ProcedureTransformer, contexts: Tensor, prefixes: list[Chain | None] | None
+                  ) -> tuple[Tensor, KV]:
+    """x_0 (B, H, W) and the context block's per-layer keys/values, taken from each
+    sequence's chain where it was made under the same context, computed elsewhere."""
+    bsz, h, w = contexts.shape
+    cached = [b for b in range(bsz) if prefixes is not None and prefixes[b] is not None and net.reusable
+              and prefixes[b].context_kv is not None and torch.equal(prefixes[b].context, contexts[b])]
+    if not cached:
+        hc, kv = net.state_pass(contexts)
+        return net.decode(hc, h, w), kv
+    in_cache = set(cached)
+    todo = [b for b in range(bsz) if b not in in_cache]
+    x0 = torch.stack([prefixes[b].blocks[0] if b in in_cache else contexts[b] for b in range(bsz)])
+    kv = [(torch.stack([prefixes[b].context_kv[i][0] for b in cached]),
+           torch.stack([prefixes[b].context_kv[i][1] for b in cached])) for i in range(len(net.layers))]
+    if todo:
+        hc, fresh = net.state_pass(contexts[todo])
+        x0[todo] = net.decode(hc, h, w)
+        order = torch.tensor(cached + todo, device=contexts.device).argsort()
+        kv = [(torch.cat([k, fk])[order], torch.cat([v, fv])[order]) for (k, v), (fk, fv) in zip(kv, fresh)]
+    return x0, kv
+
+
+def _resume(run: _Running, state: Tensor, contexts: Tensor, prefixes: list[Chain | None], max_steps: int,
+            stop_fn: StopFn | None, steps_out: Tensor) -> None:
+    """Start each sequence whose chain was made under its context where that chain stops
+    (a stop inside it: that block hosts the action) or ends (generation goes on)."""
+    dev = state.device
+    for b, chain in enumerate(prefixes):
+        if chain is None or not torch.equal(chain.context, contexts[b]):
+            continue
+        blocks = chain.blocks[:max_steps]
+        c = len(blocks)
+        stops = torch.zeros(c, dtype=torch.bool, device=dev)
+        if stop_fn is not None:
+            stops |= stop_fn(state[b : b + 1].expand(c, -1, -1), blocks).to(dev)
+        stops[1:] |= (blocks[1:] == blocks[:-1]).flatten(1).all(1)
+        stops[max_steps - 1 :] = True
+        hit = torch.nonzero(stops)
+        last = int(hit[0]) if len(hit) else c - 1
+        steps_out[b, :last] = blocks[:last]
+        run.x[b], run.rounds[b], run.forced[b] = blocks[last], last, len(hit) > 0
+        if last > 0:
+            run.prev[b] = blocks[last - 1]
+
+
+@torch.no_grad()
+def generate(net: ProcedureTransformer, state: Tensor, max_steps: int, stop_fn: StopFn | None = None,
+             prefixes: list[Chain | None] | None = None) -> Generation:
+    """Greedy generation of x_0, x_1, ... then the action for states (B, H, W) (module docstring).
+
+    ``prefixes`` (with a reusable model): per sequence, a chain this model generated before
+    (``Generation.chains``); where it was made under this state's step context it is this
+    state's chain too, so generation resumes after it, or stops inside it."""
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    bsz, h, w = state.shape
+    dev = state.device
+    window = net.cfg.window
+    hidden = bool(net.cfg.hide_from_steps)
+    contexts = net.step_context(state)  # (B, H, W)
+    if hidden:  # step blocks see the context block, which can come from a chain
+        x0, context_kv = _context_pass(net, contexts, prefixes)
+    else:
+        hs, context_kv = net.state_pass(state)
+        x0 = net.decode(hs, h, w)  # (B, H, W)
+    full_context_kv = context_kv
+    steps_out = torch.full((bsz, max_steps, h, w), -1, dtype=torch.long, device=dev)
+    zeros = torch.zeros(bsz, dtype=torch.long, device=dev)
+    run = _Running(active=torch.arange(bsz, device=dev), x=x0.clone(), prev=torch.full_like(x0, -1), rounds=zeros,
+                   forced=zeros.bool(), repeats=zeros.clone(), context_kv=context_kv, cache=[[] for _ in net.layers])
+    if prefixes is not None and net.reusable:
+        _resume(run, state, contexts, prefixes, max_steps, stop_fn, steps_out)
+    step_bias = net.bias(h, w, 2, dev) if window == 1 else None  # context + the block itself
+
+    actions = torch.zeros(bsz, dtype=torch.long, device=dev)
+    action_logits = torch.zeros(bsz, net.cfg.action_vocab, device=dev)
+    lengths = torch.zeros(bsz, dtype=torch.long, device=dev)
+    forward_blocks = 0
+    for _ in range(max_steps):
+        st, x = state[run.active], run.x
+        steps_out[run.active, run.rounds] = x
+        lengths[run.active] = run.rounds + 1
+        same = (x == run.prev).flatten(1).all(1)
+        run.repeats = torch.where(same, run.repeats + 1, torch.zeros_like(run.repeats))
+        stop = run.forced | (run.repeats >= (window if window is not None else max_steps + 1))
+        stop |= run.rounds >= max_steps - 1
+        if stop_fn is not None:
+            stop |= stop_fn(st, x).to(dev)
+        n_stop = int(stop.sum())
+        n_keep = len(stop) - n_stop
+        bias = step_bias if step_bias is not None else net.bias(h, w, 2 + len(run.cache[0]), dev)
+        if n_stop:  # x hosts the action query: only its keys/values are needed
+            # (embedded with the full state where step blocks otherwise see its context)
+            idx = stop.nonzero().squeeze(1)
+            hosts = torch.ones(n_stop, 1, dtype=torch.bool, device=dev)
+            _, _, query_ctx = net.step_pass(net.embed_steps(x[idx][:, None], st[idx], hosts)[:, 0],
+                                            _rows(run.context_kv, idx), [_rows(c, idx) for c in run.cache],
+                                            bias, host=True)
+            logits = net.query_pass(query_ctx)
+            action_logits[run.active[idx]] = logits.float()
+            actions[run.active[idx]] = logits.argmax(-1)
+            forward_blocks += n_stop
+        if not n_keep:
+            break
+        rows = None if n_stop == 0 else (~stop).nonzero().squeeze(1)
+        x_keep, st_keep = (x, st) if rows is None else (x[rows], st[rows])
+        hx = net.embed_steps(x_keep[:, None], st_keep)[:, 0]  # (Mk, N, d)
+        hx, own, _ = net.step_pass(hx, _rows(run.context_kv, rows), [_rows(c, rows) for c in run.cache], bias)
+        forward_blocks += n_keep
+        run.keep(rows, net.decode(hx, h, w), own, window)
+    reusable = net.reusable
+
+    def chains() -> list[Chain]:  # a Python loop over the batch: built only when asked for
+        out = []
+        for b in range(bsz):
+            own = steps_out[b, : int(lengths[b])]
+            old = prefixes[b] if prefixes is not None else None
+            if old is not None and len(old.blocks) > len(own) and reusable and torch.equal(old.context, contexts[b]):
+                own = old.blocks  # a longer chain already known: keep all of it
+            kv = [(k[b], v[b]) for k, v in full_context_kv] if hidden else None
+            out.append(Chain(own, contexts[b], kv))
+        return out
+
+    return Generation(actions, action_logits, steps_out[:, : int(lengths.max())], lengths, forward_blocks, chains)
+
+
+@torch.no_grad()
+def act_from_state(net: ProcedureTransformer, state: Tensor) -> Tensor:
+    """Action logits (B, A) with the query hosted at the state block (BC, Aux BC)."""
+    _, kv = net.state_pass(state, keys_only=True)
+    return net.query_pass(kv)

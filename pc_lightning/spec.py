@@ -1,0 +1,79 @@
+"""What the core knows of a domain and of a variant: the token spec and the variant object.
+
+Neither the model nor the data package imports the other to learn these; both import
+this module. A domain's codec builds the :class:`TokenSpec`; a config names the variant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+IGNORE = -100  # target id of a cell or an action that has no target
+
+
+@dataclass
+class TokenSpec:
+    """Vocabularies and per-cell facts of a domain's blocks, built by its codec; the model
+    is built from them, so no domain fact appears in a model config.
+
+    state_vocab, step_vocab, action_vocab: token ids of state cells, step cells, actions.
+    hidden_from_steps: state tokens that step blocks never see (blanked to token 0 in the
+        *context*, the state as step blocks see it), e.g. the maze's agent, which the BFS
+        flood ignores. With a Markov window a procedure then depends on the state only
+        through its context, and a rollout continues the previous step's procedure.
+    step_cell_weights: optional (H, W) loss weights of a step block's cells, where a few
+        cells carry most of the meaning (MinAtar's action tokens beside 100 frame cells);
+        None weighs every cell 1.
+    step_bits: B > 0 declares that step tokens 0 .. 2**B - 1 are B-bit vectors (bit b of the
+        id is feature b: MinAtar's frame cells, one bit per channel) and ids from 2**B on
+        are plain symbols. A model's ``bit_head`` then predicts a cell as "bits or which
+        symbol" plus B independent bits instead of a softmax over all 2**B vectors.
+    """
+
+    state_vocab: int
+    step_vocab: int
+    action_vocab: int
+    hidden_from_steps: list[int] = field(default_factory=list)
+    step_cell_weights: list[list[float]] | None = None
+    step_bits: int = 0
+
+    def __post_init__(self) -> None:
+        self.hidden_from_steps = [int(t) for t in self.hidden_from_steps]
+        if self.step_bits < 0 or 2**self.step_bits > self.step_vocab:
+            raise ValueError(f"step_bits={self.step_bits} needs 0 <= 2**step_bits <= step_vocab={self.step_vocab}")
+        if any(not 0 < t < self.state_vocab for t in self.hidden_from_steps):
+            raise ValueError(f"hidden_from_steps must hold state tokens in 1..{self.state_vocab - 1}, "
+                             f"got {self.hidden_from_steps}")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to order the same expert sequence (s, x_0..x_L, a).
+
+    name: the config value. uses_procedure: examples hold the steps x (as inputs or as
+    targets). query_at_steps: the action query is hosted at x_L (procedure cloning) rather
+    than at the state block (the action never sees x). augment: states are randomly
+    transformed by the domain's augmentation (actions remapped)."""
+
+    name: str
+    uses_procedure: bool
+    query_at_steps: bool
+    augment: bool = False
+
+
+#: Every variant, by name: a new one is one line.
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("pc", uses_procedure=True, query_at_steps=True),  # [s | x_0 .. x_L], a read at x_L
+    Variant("aux_bc", uses_procedure=True, query_at_steps=False),  # x are targets a cannot see
+    Variant("bc", uses_procedure=False, query_at_steps=False),  # [s], a read at s
+    Variant("aug_bc", uses_procedure=False, query_at_steps=False, augment=True),  # bc on augmented states
+)}
+
+
+def variant(name: str | Variant, key: str = "model.variant") -> Variant:
+    """The variant called ``name``; an unknown name is an error naming the config ``key``."""
+    if isinstance(name, Variant):
+        return name
+    if name not in VARIANTS:
+        raise ValueError(f"{key} must be one of {', '.join(VARIANTS)}; got {name!r}")
+    return VARIANTS[name]

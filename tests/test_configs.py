@@ -1,0 +1,44 @@
+"""Every shipped config parses into the classes it names; each domain fits in-process."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, TINY
+from pc_lightning.cli import build_cli
+from test_minatar import TINY_MINATAR
+
+CONFIGS = sorted(p.name for p in (ROOT / "conf").glob("*.yaml"))
+VARIANT_OF = {"maze": "pc", "minatar": "pc"}  # a base config is PC; an overlay names its variant
+
+
+def test_every_config_is_tested():
+    assert set(CONFIGS) == {"maze.yaml", "maze_bc.yaml", "maze_aux_bc.yaml", "maze_aug_bc.yaml", "minatar.yaml",
+                            "minatar_bc.yaml", "minatar_aux_bc.yaml"}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_parses_and_selects_on_validation(name, tmp_path):
+    cli = build_cli(["--config", f"conf/{name}", "--data.init_args.data_dir", str(tmp_path / "data"),
+                     "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")], run=False)
+    stem = Path(name).stem
+    domain, _, variant = stem.partition("_")
+    assert cli.model.variant.name == (variant or VARIANT_OF[domain])
+    assert cli.datamodule.variant == cli.model.variant  # linked, not repeated
+    assert type(cli.datamodule).__module__.startswith(f"pc_lightning.domains.{domain}")
+    assert cli.trainer.logger.name == f"{domain}_{cli.model.variant.name}"
+    monitors = [cb.monitor for cb in cli.trainer.checkpoint_callbacks if cb.monitor]
+    assert monitors and all(m.startswith("val_envs/") for m in monitors), monitors
+    assert not (tmp_path / "data").exists(), "parsing a config generates no data"
+
+
+@pytest.mark.parametrize("config,tiny", [("maze", TINY), ("minatar", TINY_MINATAR)])
+def test_fast_dev_run_in_process(config, tiny, tmp_path):
+    """Lightning's fast_dev_run: two training and two validation batches, then the rollout
+    suites, with no logger or checkpoint; the domain's data is generated on the way."""
+    cli = build_cli(["fit", "--config", f"conf/{config}.yaml", *tiny, "--trainer.fast_dev_run", "2",
+                     "--data.init_args.data_dir", str(tmp_path / "data")])
+    assert cli.trainer.state.finished and cli.trainer.global_step == 2
+    logged = cli.trainer.callback_metrics
+    assert {"train/loss", "val_envs/episodes_per_s", "heldout/episodes_per_s"} <= set(logged)
+    assert list((tmp_path / "data").glob(f"{config}-train-*.pt"))
