@@ -21,9 +21,11 @@ class ProcedureDataModule(L.LightningDataModule):
     """Generates expert data once (``prepare_data``), caches it under ``data_dir`` in a file
     named by a hash of everything that determines it, and serves teacher-forcing batches.
 
-    A domain subclass sets ``domain`` and ``generator_version`` and implements
-    :meth:`generator_config`, :meth:`generate`, :attr:`spec` and :meth:`eval_suites`.
-    ``variant``, ``window`` and ``n_layers`` are linked from the model by the CLI.
+    This is the domain contract (``docs/adding_a_domain.md``): a domain subclass sets
+    ``domain`` and ``generator_version`` and implements :meth:`generator_config`,
+    :meth:`generate`, :attr:`spec` and :meth:`eval_suites`; :meth:`augment_fn` is an
+    optional hook (default: none). ``variant``, ``window`` and ``n_layers`` are linked from
+    the model by the CLI.
     """
 
     domain: str = "base"
@@ -54,6 +56,7 @@ class ProcedureDataModule(L.LightningDataModule):
 
     @property
     def spec(self) -> TokenSpec:
+        """The domain's token spec, built by its codec (linked into the model by the CLI)."""
         raise NotImplementedError
 
     def augment_fn(self) -> Augment | None:
@@ -61,7 +64,9 @@ class ProcedureDataModule(L.LightningDataModule):
         return None
 
     def eval_suites(self) -> dict[str, "EvalSuite"]:
-        """Environments for rollout evaluation, by metric prefix (``heldout``, ``train_envs``)."""
+        """Rollout suites by metric prefix: ``val_envs`` (validation environments, the suite
+        checkpoints are chosen on), ``heldout`` (the test set, reported only), and optionally
+        ``train_envs`` and shifted suites."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ caching
