@@ -9,8 +9,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import TINY
 
-METRICS = ["val_envs/success_rate", "heldout/success_rate", "heldout/path_ratio", "train_envs/success_rate", "train/loss", "val/loss",
-           "val/action_acc"]
+METRICS = ["val_envs/success_rate", "heldout/success_rate", "heldout/path_ratio", "train_envs/success_rate",
+           "train/loss", "val/loss", "val/action_acc"]
 
 
 def scalars(run_dir: Path) -> dict[str, list[float]]:
