@@ -29,7 +29,7 @@ trained on final blocks only, read a block unlike any it was trained on.
 Before this layout a block held a_l beside the frame *after* it, f_{l+1}: all cells of a
 block are predicted at once, so the frame was predicted without knowing the action, and
 the model drew the paddle on both sides (breakout: 3.45 wrong cells per imagined frame,
-none exact; 2.95 with this layout, still none exact: see the README).
+none exact; 2.95 with this layout, still none exact: docs/notes/2026-11-25-minatar-uct-expert.md).
 
 Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
 (6 ids, MinAtar's full action set), VALUE = ACTION + 6 (len(VALUE_EDGES) + 1 ids), then
@@ -76,7 +76,7 @@ class Codec:
         The always-PAD cells weigh ``other`` too, not 0: a generated block is the next
         block's input, and the action query reads the last one whole. With weight 0 the
         model never learnt to write PAD there, wrote frame tokens instead, and the query,
-        which had only seen PAD there, misread the action (README, MinAtar item 7)."""
+        which had only seen PAD there, misread the action (docs/notes/2026-11-25-minatar-uct-expert.md, item 7)."""
         w = np.full((H, W), float(frame))
         w[10] = other
         w[10, [0, 2]] = action
