@@ -74,16 +74,17 @@ class _Running:
     context_kv: KV  # per layer, the context block's keys/values (M, N, h, e)
     cache: list[KV]  # per layer, the window's earlier blocks' keys/values
 
-    def keep(self, rows: Tensor, nxt: Tensor, own: KV, window: int | None) -> None:
+    def keep(self, rows: Tensor | None, x_keep: Tensor, nxt: Tensor, own: KV, window: int | None) -> None:
         """Go on with the sequences ``rows`` (index into the running ones, or None for all),
-        whose next block is ``nxt`` and whose current block's keys/values are ``own``."""
+        whose current blocks ``x_keep`` (already selected) have keys/values ``own`` and
+        whose next blocks are ``nxt``."""
         sel = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
         self.cache = [_rows(c, rows) for c in self.cache]
         if window is None:
             self.cache = [c + [kv] for c, kv in zip(self.cache, own)]
         elif window > 1:
             self.cache = [(c + [kv])[-(window - 1):] for c, kv in zip(self.cache, own)]
-        self.active, self.prev, self.x = sel(self.active), sel(self.x), nxt
+        self.active, self.prev, self.x = sel(self.active), x_keep, nxt
         self.rounds, self.forced, self.repeats = sel(self.rounds) + 1, sel(self.forced), sel(self.repeats)
         self.context_kv = _rows(self.context_kv, rows)
 
@@ -198,7 +199,7 @@ def generate(net: ProcedureTransformer, state: Tensor, max_steps: int, stop_fn: 
         hx = net.embed_steps(x_keep[:, None], st_keep)[:, 0]  # (Mk, N, d)
         hx, own, _ = net.step_pass(hx, _rows(run.context_kv, rows), [_rows(c, rows) for c in run.cache], bias)
         forward_blocks += n_keep
-        run.keep(rows, net.decode(hx, h, w), own, window)
+        run.keep(rows, x_keep, net.decode(hx, h, w), own, window)
     reusable = net.reusable
 
     def chains() -> list[Chain]:  # a Python loop over the batch: built only when asked for
