@@ -75,10 +75,10 @@ class ProcedureCloner(L.LightningModule):
         return self.variant.uses_procedure
 
     # ---------------------------------------------------------------- training
-    def _token_weights(self, targets: Tensor, sources: Tensor) -> Tensor:
+    def _token_weights(self, targets: Tensor, sources: list[Tensor]) -> Tensor:
         """Loss weight of each target token (T,): 0 where ignored, else the domain's cell
         weight (every block is H x W, in order) times ``changed_token_weight`` where the
-        target differs from its source token."""
+        target differs from its source token (``sources``, concatenated only where needed)."""
         weight = (targets != IGNORE).float()
         if self.spec.step_cell_weights is not None:
             if self._cell_weights is None or self._cell_weights.device != weight.device:
@@ -86,7 +86,8 @@ class ProcedureCloner(L.LightningModule):
             cells = self._cell_weights
             weight = weight * cells.repeat(len(weight) // len(cells))
         if self.hparams.changed_token_weight != 1.0:
-            weight = weight * torch.where(targets != sources, self.hparams.changed_token_weight, 1.0)
+            changed = targets != torch.cat(sources)
+            weight = weight * torch.where(changed, self.hparams.changed_token_weight, 1.0)
         return weight
 
     def _losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -111,7 +112,7 @@ class ProcedureCloner(L.LightningModule):
                 targets.append(batch["targets"].flatten())
                 sources.append(batch["steps"].flatten())
             outputs_t, targets_t = torch.cat(outputs), torch.cat(targets)
-            weight = self._token_weights(targets_t, torch.cat(sources))
+            weight = self._token_weights(targets_t, sources)
             token_loss = self.net.cell_nll(outputs_t, targets_t)  # (T,), 0 where ignored
             known = targets_t != IGNORE
             out["procedure_loss"] = (token_loss * weight).sum() / weight.sum().clamp(min=1.0)
