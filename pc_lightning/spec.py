@@ -16,7 +16,18 @@ class TokenSpec:
     """Vocabularies and per-cell facts of a domain's blocks, built by its codec; the model
     is built from them, so no domain fact appears in a model config.
 
-    state_vocab, step_vocab, action_vocab: token ids of state cells, step cells, actions.
+    state_vocab, step_vocab: token ids of state cells and of step cells.
+    action_vocab: an action's bins. An int V: the action is one token in 0..V-1 (a discrete
+        action; the model's actions are then (B,)). A list [V_1, .., V_D]: the action is a
+        block of D tokens, token i in 0..V_i-1 (a continuous action binned per dimension,
+        :class:`pc_lightning.data.bins.UniformBins`; actions (B, D)).
+    step_shape: (Hx, Wx), the shape of every step block, where it differs from the state's
+        (MinAtar: a 10 x 10 frame state, 11 x 10 steps whose last row holds the search's
+        action, value and depth). Then x_0 is predicted by a learned *start block* (a step
+        block of one reserved token, :attr:`start_token`) instead of by the state block, and
+        a step cell sees the state cell at the same coordinates, if there is one. None:
+        steps have the state's shape, whatever it is (the maze's 16 x 16 or 31 x 31), and
+        the state block predicts x_0 cell by cell.
     hidden_from_steps: state tokens that step blocks never see (blanked to token 0 in the
         *context*, the state as step blocks see it), e.g. the maze's agent, which the BFS
         flood ignores. With a Markov window a procedure then depends on the state only
@@ -32,18 +43,47 @@ class TokenSpec:
 
     state_vocab: int
     step_vocab: int
-    action_vocab: int
+    action_vocab: int | list[int]
     hidden_from_steps: list[int] = field(default_factory=list)
     step_cell_weights: list[list[float]] | None = None
     step_bits: int = 0
+    step_shape: list[int] | None = None
 
     def __post_init__(self) -> None:
         self.hidden_from_steps = [int(t) for t in self.hidden_from_steps]
+        if isinstance(self.action_vocab, (list, tuple)):
+            self.action_vocab = [int(v) for v in self.action_vocab]
+        if min(self.action_bins, default=0) < 1:
+            raise ValueError(f"action_vocab must be a positive int or a non-empty list of them, got {self.action_vocab}")
+        if self.step_shape is not None:
+            self.step_shape = [int(n) for n in self.step_shape]
+            if len(self.step_shape) != 2 or min(self.step_shape) < 1:
+                raise ValueError(f"step_shape must be two positive sizes (rows, columns), got {self.step_shape}")
+        if self.step_cell_weights is not None and self.step_shape is not None:
+            shape = [len(self.step_cell_weights), len(self.step_cell_weights[0])]
+            if shape != self.step_shape:
+                raise ValueError(f"step_cell_weights is {shape[0]} x {shape[1]}, step_shape {self.step_shape}")
         if self.step_bits < 0 or 2**self.step_bits > self.step_vocab:
             raise ValueError(f"step_bits={self.step_bits} needs 0 <= 2**step_bits <= step_vocab={self.step_vocab}")
         if any(not 0 < t < self.state_vocab for t in self.hidden_from_steps):
             raise ValueError(f"hidden_from_steps must hold state tokens in 1..{self.state_vocab - 1}, "
                              f"got {self.hidden_from_steps}")
+
+    @property
+    def action_bins(self) -> list[int]:
+        """Bins of each of the action's D tokens."""
+        return list(self.action_vocab) if isinstance(self.action_vocab, list) else [self.action_vocab]
+
+    @property
+    def action_block(self) -> bool:
+        """Whether an action is a block of tokens (actions (B, D)) rather than one token ((B,))."""
+        return isinstance(self.action_vocab, list)
+
+    @property
+    def start_token(self) -> int | None:
+        """The id of the start block's cells (one past the step vocabulary), where step blocks
+        have their own shape; None where the state block predicts x_0."""
+        return self.step_vocab if self.step_shape is not None else None
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def test_codec_round_trip(game):
     assert tokens.shape == (10, 10) and tokens.max() < codec.pad
     assert np.array_equal(tokens_to_frame(tokens, c), frames[0])
     state = codec.encode_state(tokens)
-    assert state.shape == (11, 10) and state.max() < codec.state_vocab
+    assert state.shape == (10, 10) and state.max() < codec.state_vocab  # the frame alone; steps are 11 x 10
     assert np.array_equal(codec.decode_state(state), frames[0])
     pv = [PVStep(action=a, frame=frame_tokens(f), value=v, visits=1)
           for a, f, v in zip([1, 4, 0], frames, [-2.0, 0.7, 100.0])]

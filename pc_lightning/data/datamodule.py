@@ -103,7 +103,8 @@ class ProcedureDataModule(L.LightningDataModule):
         aug = self.augment_fn() if augment else None
         if augment and aug is None:
             raise ValueError(f"the {self.domain} domain has no state augmentation (variant {self.variant.name!r})")
-        return ProcedureDataset(self.records[split], self.variant, self.chunk_blocks, self.context_blocks, aug)
+        return ProcedureDataset(self.records[split], self.variant, self.chunk_blocks, self.context_blocks, aug,
+                                start_token=self.spec.start_token)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         return DataLoader(self.dataset(split, augment=train and self.augment), batch_size=self.batch_size,

@@ -8,6 +8,10 @@ and which block hosts the action query:
     bc      [s]                 action read at s
     aug_bc  bc on randomly transformed states (the domain supplies the transform)
 
+Where step blocks have their own shape (``TokenSpec.step_shape``), every procedure is
+served as [START, x_0 .. x_L]: a start block (all ``start_token``) whose output predicts
+x_0, in place of the state block.
+
 A long procedure is cut into chunks of ``chunk_blocks`` input blocks. With attention
 window w a block's output depends on at most (w-1)*n_layers earlier blocks, so each
 chunk carries that many context blocks (inputs without targets) and every prediction
@@ -46,8 +50,9 @@ def _token_dtype(tokens: np.ndarray) -> type:
 class ProcedureRecords:
     """M expert states with their procedures, stored flat.
 
-    states (M, H, W) and steps (S, H, W) of the smallest integer type that holds the tokens, record i's x_0..x_L being
-    steps[offsets[i]:offsets[i+1]]; actions (M,) int64; groups (M,) int64, the
+    states (M, Hs, Ws) and steps (S, Hx, Wx) of the smallest integer type that holds the
+    tokens, record i's x_0..x_L being steps[offsets[i]:offsets[i+1]]; actions (M,) int64
+    (one token each) or (M, D) (an action block of D tokens); groups (M,) int64, the
     environment (e.g. maze) each state came from; meta: plain numbers and strings about
     the data (e.g. the expert's mean return), saved with it.
     """
@@ -66,7 +71,7 @@ class ProcedureRecords:
         return self.steps[self.offsets[i] : self.offsets[i + 1]]
 
     @classmethod
-    def from_lists(cls, states: list[np.ndarray], procedures: list[np.ndarray], actions: list[int],
+    def from_lists(cls, states: list[np.ndarray], procedures: list[np.ndarray], actions: list[int] | list[list[int]],
                    groups: list[int], meta: dict | None = None) -> "ProcedureRecords":
         if not states:
             raise ValueError("no expert records to store")
@@ -103,7 +108,7 @@ class ProcedureDataset(Dataset):
     """Teacher-forcing examples for one variant, cut from :class:`ProcedureRecords`."""
 
     def __init__(self, records: ProcedureRecords, variant: str | Variant, chunk_blocks: int = 4,
-                 context_blocks: int = 0, augment: Augment | None = None) -> None:
+                 context_blocks: int = 0, augment: Augment | None = None, start_token: int | None = None) -> None:
         variant = get_variant(variant, "variant")
         if chunk_blocks < 1:
             raise ValueError(f"chunk_blocks must be >= 1, got {chunk_blocks}")
@@ -112,7 +117,10 @@ class ProcedureDataset(Dataset):
         self.chunk_blocks = chunk_blocks
         self.context_blocks = context_blocks
         self.augment = augment
-        lengths = (records.offsets[1:] - records.offsets[:-1]).tolist()
+        self.start_token = start_token  # not None: procedures are served as [START, x_0 .. x_L]
+        if augment is not None and records.actions.ndim > 1:
+            raise ValueError("state augmentation remaps one-token actions; this domain's actions are blocks")
+        lengths = (records.offsets[1:] - records.offsets[:-1] + int(start_token is not None)).tolist()
         if not variant.uses_procedure:
             self.items = [(i, 0) for i in range(len(records))]
         else:
@@ -125,18 +133,23 @@ class ProcedureDataset(Dataset):
         i, j = self.items[idx]
         state = self.records.states[i].numpy()
         steps = self.records.procedure(i).numpy()
-        action = int(self.records.actions[i])
+        action = self.records.actions[i]  # () or (D,)
         if self.augment is not None:
             rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
-            state, steps, action = self.augment(state, steps, action, rng)
+            state, steps, action = self.augment(state, steps, int(action), rng)
+        action = torch.as_tensor(action, dtype=torch.long)
         state_t = torch.from_numpy(np.asarray(state)).long()
         h, w = state_t.shape
         if not self.variant.uses_procedure:
-            return {"state": state_t, "steps": torch.zeros(0, h, w, dtype=torch.long),
-                    "targets": torch.zeros(0, h, w, dtype=torch.long),
+            hx, wx = self.records.steps.shape[1:]
+            return {"state": state_t, "steps": torch.zeros(0, hx, wx, dtype=torch.long),
+                    "targets": torch.zeros(0, hx, wx, dtype=torch.long),
                     "first_target": torch.full((h, w), IGNORE, dtype=torch.long),
-                    "segment": torch.zeros(0, dtype=torch.long), "action": torch.tensor(action), "action_host": torch.tensor(-1)}
-        steps_t = torch.from_numpy(np.asarray(steps)).long()  # (L+1, H, W)
+                    "segment": torch.zeros(0, dtype=torch.long), "action": action, "action_host": torch.tensor(-1)}
+        steps_t = torch.from_numpy(np.asarray(steps)).long()  # (L+1, Hx, Wx)
+        first = steps_t[0] if self.start_token is None else torch.full((h, w), IGNORE, dtype=torch.long)
+        if self.start_token is not None:  # [START, x_0 .. x_L]: the start block predicts x_0
+            steps_t = torch.cat([torch.full_like(steps_t[:1], self.start_token), steps_t])
         last = len(steps_t) - 1
         lo, hi = max(0, j - self.context_blocks), min(last, j + self.chunk_blocks - 1)
         inputs = steps_t[lo : hi + 1]
@@ -145,7 +158,7 @@ class ProcedureDataset(Dataset):
         targets[own] = steps_t[j + 1 : hi + 1]
         if hi < last:
             targets[hi - lo] = steps_t[hi + 1]
-        first = steps_t[0]  # the state block predicts x_0 in every example: it is always there
+        # the state block (no start block) predicts x_0 in every example: it is always there
         segment = torch.zeros(len(inputs), dtype=torch.long)
         if self.variant.query_at_steps and hi < last:
             # Every example trains the action: append the procedure's tail (x_L and the
@@ -156,13 +169,13 @@ class ProcedureDataset(Dataset):
             segment = torch.cat([segment, torch.ones(len(tail), dtype=torch.long)])
         host = len(inputs) - 1 if self.variant.query_at_steps else -1  # else the state block
         return {"state": state_t, "steps": inputs, "targets": targets, "first_target": first,
-                "segment": segment, "action": torch.tensor(action), "action_host": torch.tensor(host)}
+                "segment": segment, "action": action, "action_host": torch.tensor(host)}
 
 
 def collate(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     """Stack examples, padding step blocks to the longest (padding: step_valid False)."""
     k = max(len(e["steps"]) for e in examples)
-    h, w = examples[0]["state"].shape
+    h, w = examples[0]["steps"].shape[1:]
     bsz = len(examples)
     steps = torch.zeros(bsz, k, h, w, dtype=torch.long)
     targets = torch.full((bsz, k, h, w), IGNORE, dtype=torch.long)
@@ -176,12 +189,12 @@ def collate(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         targets[b, :n] = e["targets"]
         valid[b, :n] = True
     return {
-        "state": torch.stack([e["state"] for e in examples]),  # (B, H, W)
-        "steps": steps,  # (B, K, H, W)
+        "state": torch.stack([e["state"] for e in examples]),  # (B, Hs, Ws)
+        "steps": steps,  # (B, K, Hx, Wx)
         "step_valid": valid,  # (B, K)
         "step_segment": segment,  # (B, K)
-        "targets": targets,  # (B, K, H, W)
-        "first_target": torch.stack([e["first_target"] for e in examples]),  # (B, H, W)
-        "action": torch.stack([e["action"] for e in examples]),  # (B,)
+        "targets": targets,  # (B, K, Hx, Wx)
+        "first_target": torch.stack([e["first_target"] for e in examples]),  # (B, Hs, Ws)
+        "action": torch.stack([e["action"] for e in examples]),  # (B,) or (B, D)
         "action_host": torch.stack([e["action_host"] for e in examples]),  # (B,)
     }

@@ -2,8 +2,9 @@
 
 A sequence stops at the first block x_l for which the domain's ``stop_fn(state, x_l)`` is
 True, at a fixed point (the last ``window`` blocks repeat, so greedy decoding can never
-change again), or after ``max_steps`` blocks; its action is then read by the query
-hosted at x_l. Finished sequences leave the batch, so late rounds cost only what is
+change again), or after ``max_steps`` blocks; its action (D tokens) is then read by the
+queries hosted at x_l. x_0 is decoded from the state block, or where steps have their own
+shape from one pass of the start block. Finished sequences leave the batch, so late rounds cost only what is
 still running. Whether a block ends its sequence depends on the block alone, so it is
 known before the block's pass, and each block runs through the network once: a block
 that goes on for the next block's logits, a block that ends for the keys and values the
@@ -25,15 +26,15 @@ from torch import Tensor
 
 from pc_lightning.model.transformer import KV, ProcedureTransformer
 
-StopFn = Callable[[Tensor, Tensor], Tensor]  # (state (M, H, W), block (M, H, W)) -> (M,) bool
+StopFn = Callable[[Tensor, Tensor], Tensor]  # (state (M, Hs, Ws), block (M, Hx, Wx)) -> (M,) bool
 
 
 @dataclass
 class Chain:
     """Every block generated for one sequence, and the step context it was generated under."""
 
-    blocks: Tensor  # (L, H, W) long
-    context: Tensor  # (H, W) long, see ProcedureTransformer.step_context
+    blocks: Tensor  # (L, Hx, Wx) long
+    context: Tensor  # (Hs, Ws) long, see ProcedureTransformer.step_context
     context_kv: KV | None = None  # per layer, the context block's (N, h, e) keys/values
 
 
@@ -41,9 +42,9 @@ class Chain:
 class Generation:
     """Output of :func:`generate`."""
 
-    actions: Tensor  # (B,) long
-    action_logits: Tensor  # (B, A)
-    steps: Tensor  # (B, Lmax, H, W) long, -1 past each sequence's length
+    actions: Tensor  # (B, D) long: the action's D tokens
+    action_logits: Tensor  # (B, D, A)
+    steps: Tensor  # (B, Lmax, Hx, Wx) long, -1 past each sequence's length
     lengths: Tensor  # (B,) long: number of step blocks up to the one hosting the action
     forward_blocks: int  # step blocks run through the network, summed over the batch
     make_chains: Callable[[], list[Chain]] = field(repr=False, default=list)
@@ -66,8 +67,8 @@ class _Running:
     """The sequences still being generated, row m of every tensor being sequence ``active[m]``."""
 
     active: Tensor  # (M,) index into the batch
-    x: Tensor  # (M, H, W) the block at position ``rounds``, not yet run through the network
-    prev: Tensor  # (M, H, W) the block before it (-1: none)
+    x: Tensor  # (M, Hx, Wx) the block at position ``rounds``, not yet run through the network
+    prev: Tensor  # (M, Hx, Wx) the block before it (-1: none)
     rounds: Tensor  # (M,) position of x in its sequence
     forced: Tensor  # (M,) bool: x must host the action (a resumed chain stopped there)
     repeats: Tensor  # (M,) consecutive equal blocks up to x
@@ -89,27 +90,47 @@ class _Running:
         self.context_kv = _rows(self.context_kv, rows)
 
 
+def _first_blocks(net: ProcedureTransformer, state: Tensor, out: Tensor | None, kv: KV
+                  ) -> tuple[Tensor, KV | None]:
+    """x_0 (M, Hx, Wx) of states (M, Hs, Ws) whose state (or context) block gave output
+    ``out`` and keys/values ``kv``: decoded from that output, or, where steps have their own
+    shape, from a start block's pass (whose own per-layer keys/values are returned too: with
+    a window > 1, x_0 sees the start block)."""
+    h, w = net.step_shape(state)
+    if net.cfg.start_token is None:
+        return net.decode(out, h, w), None
+    start = net.embed_steps(net.start_block(len(state), h, w, state.device)[:, None], state)[:, 0]  # (M, N, d)
+    bias = net.bias((h, w), 1, state.device, context=tuple(state.shape[-2:]))
+    hx, own, _ = net.step_pass(start, kv, [[] for _ in net.layers], bias)
+    return net.decode(hx, h, w), own
+
+
 def _context_pass(net: ProcedureTransformer, contexts: Tensor, prefixes: list[Chain | None] | None
-                  ) -> tuple[Tensor, KV]:
-    """x_0 (B, H, W) and the context block's per-layer keys/values, taken from each
-    sequence's chain where it was made under the same context, computed elsewhere."""
-    bsz, h, w = contexts.shape
+                  ) -> tuple[Tensor, KV, KV | None]:
+    """x_0 (B, Hx, Wx), the context block's per-layer keys/values and the start block's (see
+    :func:`_first_blocks`; None where it did not run for every sequence, which happens only
+    with a reusable, window-1 model that does not need them), taken from each sequence's
+    chain where it was made under the same context, computed elsewhere."""
+    bsz = len(contexts)
+    start_only = net.cfg.start_token is not None  # the context block's output is not needed
     cached = [b for b in range(bsz) if prefixes is not None and prefixes[b] is not None and net.reusable
               and prefixes[b].context_kv is not None and torch.equal(prefixes[b].context, contexts[b])]
     if not cached:
-        hc, kv = net.state_pass(contexts)
-        return net.decode(hc, h, w), kv
+        hc, kv = net.state_pass(contexts, keys_only=start_only)
+        x0, own = _first_blocks(net, contexts, hc, kv)
+        return x0, kv, own
     in_cache = set(cached)
     todo = [b for b in range(bsz) if b not in in_cache]
-    x0 = torch.stack([prefixes[b].blocks[0] if b in in_cache else contexts[b] for b in range(bsz)])
+    x0 = torch.stack([prefixes[b].blocks[0] for b in cached])
     kv = [(torch.stack([prefixes[b].context_kv[i][0] for b in cached]),
            torch.stack([prefixes[b].context_kv[i][1] for b in cached])) for i in range(len(net.layers))]
     if todo:
-        hc, fresh = net.state_pass(contexts[todo])
-        x0[todo] = net.decode(hc, h, w)
+        hc, fresh = net.state_pass(contexts[todo], keys_only=start_only)
+        x0 = torch.cat([x0, _first_blocks(net, contexts[todo], hc, fresh)[0]])
+        kv = [(torch.cat([k, fk]), torch.cat([v, fv])) for (k, v), (fk, fv) in zip(kv, fresh)]
         order = torch.tensor(cached + todo, device=contexts.device).argsort()
-        kv = [(torch.cat([k, fk])[order], torch.cat([v, fv])[order]) for (k, v), (fk, fv) in zip(kv, fresh)]
-    return x0, kv
+        x0, kv = x0[order], _rows(kv, order)
+    return x0, kv, None
 
 
 def _resume(run: _Running, state: Tensor, contexts: Tensor, prefixes: list[Chain | None], max_steps: int,
@@ -138,36 +159,43 @@ def _resume(run: _Running, state: Tensor, contexts: Tensor, prefixes: list[Chain
 @torch.no_grad()
 def generate(net: ProcedureTransformer, state: Tensor, max_steps: int, stop_fn: StopFn | None = None,
              prefixes: list[Chain | None] | None = None) -> Generation:
-    """Greedy generation of x_0, x_1, ... then the action for states (B, H, W) (module docstring).
+    """Greedy generation of x_0, x_1, ... then the action for states (B, Hs, Ws) (module docstring).
 
     ``prefixes`` (with a reusable model): per sequence, a chain this model generated before
     (``Generation.chains``); where it was made under this state's step context it is this
     state's chain too, so generation resumes after it, or stops inside it."""
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    bsz, h, w = state.shape
+    bsz = len(state)
+    h, w = net.step_shape(state)
+    state_shape = tuple(state.shape[-2:])
     dev = state.device
     window = net.cfg.window
     hidden = bool(net.cfg.hide_from_steps)
-    contexts = net.step_context(state)  # (B, H, W)
+    contexts = net.step_context(state)  # (B, Hs, Ws)
     if hidden:  # step blocks see the context block, which can come from a chain
-        x0, context_kv = _context_pass(net, contexts, prefixes)
+        x0, context_kv, start_kv = _context_pass(net, contexts, prefixes)
     else:
-        hs, context_kv = net.state_pass(state)
-        x0 = net.decode(hs, h, w)  # (B, H, W)
+        hs, context_kv = net.state_pass(state, keys_only=net.cfg.start_token is not None)
+        x0, start_kv = _first_blocks(net, state, hs, context_kv)  # (B, Hx, Wx)
     full_context_kv = context_kv
     steps_out = torch.full((bsz, max_steps, h, w), -1, dtype=torch.long, device=dev)
     zeros = torch.zeros(bsz, dtype=torch.long, device=dev)
+    cache = [[] for _ in net.layers]
+    if start_kv is not None and window != 1:  # x_0's window holds the start block
+        cache = [[kv] for kv in start_kv]
     run = _Running(active=torch.arange(bsz, device=dev), x=x0.clone(), prev=torch.full_like(x0, -1), rounds=zeros,
-                   forced=zeros.bool(), repeats=zeros.clone(), context_kv=context_kv, cache=[[] for _ in net.layers])
+                   forced=zeros.bool(), repeats=zeros.clone(), context_kv=context_kv, cache=cache)
     if prefixes is not None and net.reusable:
         _resume(run, state, contexts, prefixes, max_steps, stop_fn, steps_out)
-    step_bias = net.bias(h, w, 2, dev) if window == 1 else None  # context + the block itself
+    # context + the block itself
+    step_bias = net.bias((h, w), 1, dev, context=state_shape) if window == 1 else None
 
-    actions = torch.zeros(bsz, dtype=torch.long, device=dev)
-    action_logits = torch.zeros(bsz, net.cfg.action_vocab, device=dev)
+    n_tokens, n_bins = len(net.cfg.action_bins), max(net.cfg.action_bins)
+    actions = torch.zeros(bsz, n_tokens, dtype=torch.long, device=dev)
+    action_logits = torch.zeros(bsz, n_tokens, n_bins, device=dev)
     lengths = torch.zeros(bsz, dtype=torch.long, device=dev)
-    forward_blocks = 0
+    forward_blocks = bsz if net.cfg.start_token is not None else 0  # the start blocks
     for _ in range(max_steps):
         st, x = state[run.active], run.x
         steps_out[run.active, run.rounds] = x
@@ -180,7 +208,7 @@ def generate(net: ProcedureTransformer, state: Tensor, max_steps: int, stop_fn: 
             stop |= stop_fn(st, x).to(dev)
         n_stop = int(stop.sum())
         n_keep = len(stop) - n_stop
-        bias = step_bias if step_bias is not None else net.bias(h, w, 2 + len(run.cache[0]), dev)
+        bias = step_bias if step_bias is not None else net.bias((h, w), 1 + len(run.cache[0]), dev, state_shape)
         if n_stop:  # x hosts the action query: only its keys/values are needed
             # (embedded with the full state where step blocks otherwise see its context)
             idx = stop.nonzero().squeeze(1)
@@ -218,6 +246,6 @@ def generate(net: ProcedureTransformer, state: Tensor, max_steps: int, stop_fn: 
 
 @torch.no_grad()
 def act_from_state(net: ProcedureTransformer, state: Tensor) -> Tensor:
-    """Action logits (B, A) with the query hosted at the state block (BC, Aux BC)."""
+    """Action logits (B, D, A) with the queries hosted at the state block (BC, Aux BC)."""
     _, kv = net.state_pass(state, keys_only=True)
     return net.query_pass(kv)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from pc_lightning.model.generate import Chain, Generation, StopFn, act_from_state, generate
 from pc_lightning.model.transformer import ProcedureTransformer, TransformerConfig
@@ -67,7 +67,8 @@ class ProcedureCloner(L.LightningModule):
             state_vocab=spec.state_vocab, step_vocab=spec.step_vocab, action_vocab=spec.action_vocab,
             d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff, dropout=dropout, window=window,
             stem_kernel=stem_kernel, stem_layers=stem_layers, hide_from_steps=tuple(spec.hidden_from_steps),
-            patch=tuple(patch), step_bits=spec.step_bits if bit_head else 0))
+            patch=tuple(patch), step_bits=spec.step_bits if bit_head else 0,
+            step_shape=None if spec.step_shape is None else tuple(spec.step_shape)))
         self._cell_weights: Tensor | None = None
 
     @property
@@ -75,10 +76,10 @@ class ProcedureCloner(L.LightningModule):
         return self.variant.uses_procedure
 
     # ---------------------------------------------------------------- training
-    def _token_weights(self, targets: Tensor, sources: list[Tensor]) -> Tensor:
+    def _token_weights(self, targets: Tensor, sources: Callable[[], Tensor]) -> Tensor:
         """Loss weight of each target token (T,): 0 where ignored, else the domain's cell
-        weight (every block is H x W, in order) times ``changed_token_weight`` where the
-        target differs from its source token (``sources``, concatenated only where needed)."""
+        weight (every block is Hx x Wx, in order) times ``changed_token_weight`` where the
+        target differs from its source token (``sources()``, built only where needed)."""
         weight = (targets != IGNORE).float()
         if self.spec.step_cell_weights is not None:
             if self._cell_weights is None or self._cell_weights.device != weight.device:
@@ -86,38 +87,58 @@ class ProcedureCloner(L.LightningModule):
             cells = self._cell_weights
             weight = weight * cells.repeat(len(weight) // len(cells))
         if self.hparams.changed_token_weight != 1.0:
-            changed = targets != torch.cat(sources)
+            changed = targets != sources()
             weight = weight * torch.where(changed, self.hparams.changed_token_weight, 1.0)
         return weight
+
+    def _step_sources(self, batch: dict[str, Tensor]) -> Tensor:
+        """The token each step block's target is predicted from, at the same cell (B*K*Hx*Wx,):
+        the block's own token, and for a start block the state's cell there (-1: none)."""
+        steps = batch["steps"]
+        start = self.net.cfg.start_token
+        if start is None:
+            return steps.flatten()
+        h, w = steps.shape[-2:]
+        cells = self.net.context_cells(batch["state"], h, w)  # (B, Hx, Wx), state_vocab where none
+        cells = cells.masked_fill(cells == self.spec.state_vocab, -1)[:, None].expand_as(steps)
+        return torch.where(steps == start, cells, steps).flatten()
+
+    @staticmethod
+    def _token_loss(cells: nn.Module, outputs: Tensor, targets: Tensor, weight: Tensor | None = None
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The one loss of procedure cells and action tokens: the (weighted) mean -log p of the
+        targets (T,) under a cell head's raw outputs (T, c), the targets predicted right
+        (greedy), and the number that have a target (not IGNORE)."""
+        known = targets != IGNORE
+        weight = known.float() if weight is None else weight
+        loss = (cells.nll(outputs, targets) * weight).sum() / weight.sum().clamp(min=1.0)
+        return loss, ((cells.argmax(outputs) == targets) & known).sum(), known.sum()
 
     def _losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         steps = batch["steps"] if self.uses_procedure else None
         # raw head outputs: a bit head's loss needs no 2**B-way table (BitCells.nll)
-        state_out, step_out, action_logits = self.net(
+        state_out, step_out, action_out = self.net(
             batch["state"], steps, batch["step_valid"], batch["action_host"], batch.get("step_segment"), raw=True)
         out: dict[str, Tensor] = {}
-        action_t = batch["action"]
-        has_action = action_t != IGNORE
-        n_actions = has_action.sum()
-        action_loss = F.cross_entropy(action_logits, action_t, ignore_index=IGNORE, reduction="sum")
-        out["action_loss"] = action_loss / n_actions.clamp(min=1)
-        out["action_correct"] = ((action_logits.argmax(-1) == action_t) & has_action).sum()
-        out["n_actions"] = n_actions
+        # an action is D tokens (D = 1: one token), each a cell over its bins
+        action_t = batch["action"].reshape(len(action_out), -1).flatten()  # (B*D,)
+        out["action_loss"], out["action_correct"], out["n_actions"] = self._token_loss(
+            self.net.action_cells, action_out.flatten(0, 1), action_t)
         loss = out["action_loss"]
         if self.uses_procedure:
-            outputs, targets = [state_out.flatten(0, 1)], [batch["first_target"].flatten()]  # (B*N, c), (B*N,)
-            sources = [batch["state"].flatten()]  # the token each target is predicted from, same cell
+            outputs, targets, sources = [], [], []  # per cell, (T, c) and (T,)
+            if state_out is not None:  # the state block predicts x_0
+                outputs.append(state_out.flatten(0, 1))
+                targets.append(batch["first_target"].flatten())
+                sources.append(lambda: batch["state"].flatten())
             if step_out is not None:
                 outputs.append(step_out.flatten(0, 2))
                 targets.append(batch["targets"].flatten())
-                sources.append(batch["steps"].flatten())
-            outputs_t, targets_t = torch.cat(outputs), torch.cat(targets)
-            weight = self._token_weights(targets_t, sources)
-            token_loss = self.net.cell_nll(outputs_t, targets_t)  # (T,), 0 where ignored
-            known = targets_t != IGNORE
-            out["procedure_loss"] = (token_loss * weight).sum() / weight.sum().clamp(min=1.0)
-            out["procedure_correct"] = ((self.net.cell_argmax(outputs_t) == targets_t) & known).sum()
-            out["n_procedure"] = known.sum()
+                sources.append(lambda: self._step_sources(batch))
+            targets_t = torch.cat(targets)
+            weight = self._token_weights(targets_t, lambda: torch.cat([f() for f in sources]))
+            out["procedure_loss"], out["procedure_correct"], out["n_procedure"] = self._token_loss(
+                self.net.cells, torch.cat(outputs), targets_t, weight)
             loss = loss + out["procedure_loss"]
         out["loss"] = loss
         return out
@@ -171,13 +192,18 @@ class ProcedureCloner(L.LightningModule):
     @torch.no_grad()
     def act(self, state: Tensor, stop_fn: StopFn | None = None, max_procedure_steps: int = 64,
             prefixes: list[Chain | None] | None = None) -> tuple[Tensor, Generation | None]:
-        """Greedy actions (B,) for state tokens (B, H, W), and the generated procedure (pc only).
+        """Greedy actions for state tokens (B, Hs, Ws), and the generated procedure (pc only).
 
+        Actions are (B,) where the domain's action is one token, (B, D) where it is a block
+        of D tokens (``TokenSpec.action_vocab`` a list; the domain maps bins to values).
         ``prefixes``: each state's previous procedure in its episode (see :func:`.generate.generate`)."""
+        gen = None
         if self.variant.query_at_steps:
             gen = generate(self.net, state, max_procedure_steps, stop_fn, prefixes)
-            return gen.actions, gen
-        return act_from_state(self.net, state).argmax(-1), None
+            actions = gen.actions
+        else:
+            actions = act_from_state(self.net, state).argmax(-1)  # (B, D)
+        return (actions if self.spec.action_block else actions[:, 0]), gen
 
     def generate_procedure(self, state: Tensor, stop_fn: StopFn | None = None,
                            max_procedure_steps: int = 64) -> Generation:

@@ -1,18 +1,22 @@
 """Block-causal procedure transformer: the config, the layer, the stem, the cell head, ``forward``.
 
-A sequence is a *state block* followed by *step blocks*; every block is an H x W grid
-of cells (N tokens). The output at the state block predicts step 0; the output at step
-block l predicts step l+1 cell by cell (teacher forcing shifted by one block). Tokens
-inside a block see each other; a step block sees the context block (the state as steps
-see it, :meth:`ProcedureTransformer.step_context`) and the last ``window`` step blocks,
-itself included, so ``window=1`` is the paper's p(x_l | x_{l-1}, s) and ``window=None``
-is full block-causal attention.
+A sequence is a *state block* (an Hs x Ws grid of cells) followed by *step blocks* (Hx x
+Wx cells each; the state's shape unless the config declares ``step_shape``). The output at
+step block l predicts step l+1 cell by cell (teacher forcing shifted by one block); step 0
+is predicted by the state block where the shapes are the same, else by a *start block*, a
+step block whose cells are all one reserved token (``start_token``) that the data puts
+before x_0. Tokens inside a block see each other; a step block sees the context block (the
+state as steps see it, :meth:`ProcedureTransformer.step_context`) and the last ``window``
+step blocks, itself included, so ``window=1`` is the paper's p(x_l | x_{l-1}, s) and
+``window=None`` is full block-causal attention. Each step cell also gets the embedding of
+the context cell at the same coordinates (or of "no cell" where the state grid is smaller).
 
-The action is read out by one learned *query token* hosted by a block: it sees the host
-block's window (plus itself), or the state block where it is hosted there, and no other
-token ever sees it. Hosting it at the last step block gives procedure cloning; hosting it
-at the state block gives BC (and Aux BC, where the steps are extra targets the action
-cannot see).
+The action is a block of D tokens (D = 1 for a discrete action), read out by D learned
+*query tokens* hosted by a block: they see the host block's window (plus each other), or
+the state block where they are hosted there, and no other token ever sees them. Token i is
+a categorical over its own bins (``action_vocab[i]``). Hosting the queries at the last
+step block gives procedure cloning; hosting them at the state block gives BC (and Aux BC,
+where the steps are extra targets the action cannot see).
 
 With ``patch`` (rows, columns) > 1 a token is a patch of cells: its embedding sums one
 embedding per (cell position, cell token) and its output holds logits for each of its
@@ -44,7 +48,7 @@ class TransformerConfig:
 
     state_vocab: int
     step_vocab: int
-    action_vocab: int
+    action_vocab: int | tuple[int, ...]  # one token's bins, or the bins of each of the action's D tokens
     d_model: int = 64
     n_heads: int = 4
     n_layers: int = 2
@@ -56,9 +60,12 @@ class TransformerConfig:
     hide_from_steps: tuple[int, ...] = ()
     patch: tuple[int, int] = (1, 1)
     step_bits: int = 0
+    step_shape: tuple[int, int] | None = None  # steps' own shape (then a start block predicts x_0)
 
     def __post_init__(self) -> None:
         self.hide_from_steps = tuple(self.hide_from_steps)
+        if self.step_shape is not None:
+            self.step_shape = tuple(int(n) for n in self.step_shape)
         self.patch = tuple(int(p) for p in self.patch)
         if len(self.patch) != 2 or min(self.patch) < 1:
             raise ValueError(f"patch must be two positive sizes (rows, columns), got {self.patch}")
@@ -73,6 +80,18 @@ class TransformerConfig:
             raise ValueError(f"window must be >= 1 or None (full attention), got {self.window}")
         if self.stem_kernel % 2 == 0:
             raise ValueError(f"stem_kernel must be odd, got {self.stem_kernel}")
+        if min(self.action_bins) < 1:
+            raise ValueError(f"action_vocab must hold positive bin counts, got {self.action_vocab}")
+
+    @property
+    def action_bins(self) -> tuple[int, ...]:
+        """Bins of each of the action's D tokens."""
+        return tuple(self.action_vocab) if isinstance(self.action_vocab, (tuple, list)) else (self.action_vocab,)
+
+    @property
+    def start_token(self) -> int | None:
+        """The start block's token (one past the step vocabulary) where steps have their own shape."""
+        return self.step_vocab if self.step_shape is not None else None
 
 
 class GridStem(nn.Module):
@@ -150,14 +169,18 @@ class Layer(nn.Module):
         return h + self.drop(self.mlp(self.ln2(h)))
 
 
-def distance_bias(h: int, w: int, n_heads: int, device: torch.device) -> Tensor:
-    """2-D ALiBi: head i adds -slope_i * (Manhattan distance) between cells, (heads, N, N).
+def distance_bias(q_grid: tuple[int, int], k_grid: tuple[int, int], n_heads: int, device: torch.device) -> Tensor:
+    """2-D ALiBi: head i adds -slope_i * (Manhattan distance) between the tokens of two grids
+    that share their origin (top left), (heads, Nq, Nk).
 
     Slopes run geometrically from 1 (local heads) to 1/2**(heads-1) (near-global heads).
     A relative position: the same model runs on any grid size."""
-    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    ys, xs = ys.flatten(), xs.flatten()
-    dist = (ys[:, None] - ys[None]).abs() + (xs[:, None] - xs[None]).abs()  # (N, N)
+    def coords(h: int, w: int) -> tuple[Tensor, Tensor]:
+        ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+        return ys.flatten(), xs.flatten()
+
+    (yq, xq), (yk, xk) = coords(*q_grid), coords(*k_grid)
+    dist = (yq[:, None] - yk[None]).abs() + (xq[:, None] - xk[None]).abs()  # (Nq, Nk)
     slopes = 2.0 ** -torch.arange(n_heads, device=device, dtype=torch.float32)
     return -slopes[:, None, None] * dist[None].float()
 
@@ -240,7 +263,7 @@ class BitCells(nn.Module):
 
 
 class ProcedureTransformer(nn.Module):
-    """State block, step blocks and an action query through one block-causal transformer."""
+    """State block, step blocks and the action's query tokens through one block-causal transformer."""
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -248,17 +271,26 @@ class ProcedureTransformer(nn.Module):
         d = cfg.d_model
         p = cfg.patch[0] * cfg.patch[1]
         extra = int(p > 1)  # one id for cells outside the grid, where a patch overhangs it
+        start = int(cfg.step_shape is not None)  # a start-block token; a "no state cell here" context id
+        self.step_in_vocab = cfg.step_vocab + start  # step ids as inputs
+        self.context_vocab = cfg.state_vocab + start  # state ids as step cells see them
         self.state_emb = nn.Embedding(p * cfg.state_vocab + extra, d)
-        self.step_emb = nn.Embedding(p * cfg.step_vocab + extra, d)
-        self.state_in_step_emb = nn.Embedding(p * cfg.state_vocab + extra, d)  # the context, per cell
+        self.step_emb = nn.Embedding(p * self.step_in_vocab + extra, d)
+        self.state_in_step_emb = nn.Embedding(p * self.context_vocab + extra, d)  # the context, per cell
         self.state_stem = GridStem(d, cfg.stem_kernel, cfg.stem_layers)
         self.step_stem = GridStem(d, cfg.stem_kernel, cfg.stem_layers)
-        self.action_query = nn.Parameter(torch.randn(d) * 0.02)
+        bins = cfg.action_bins
+        self.action_query = nn.Parameter(torch.randn(len(bins), d) * 0.02)  # (D, d)
         self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(d)
         self.cells = BitCells(cfg.step_vocab, cfg.step_bits) if cfg.step_bits else CategoricalCells(cfg.step_vocab)
         self.step_head = nn.Linear(d, p * self.cells.n_outputs)  # per cell of a patch: the cell head's outputs
-        self.action_head = nn.Linear(d, cfg.action_vocab)
+        self.action_cells = CategoricalCells(max(bins))  # an action token is a cell over its bins
+        self.action_head = nn.Linear(d, max(bins))
+        # (D, max bins): True where a bin does not exist for that token (its logit is -inf)
+        self.register_buffer("action_void", torch.arange(max(bins))[None] >= torch.tensor(bins)[:, None],
+                             persistent=False)
+        self._bins_differ = len(set(bins)) > 1
         self._bias_cache: dict[tuple, Tensor] = {}
 
     @property
@@ -277,6 +309,24 @@ class ProcedureTransformer(nn.Module):
         for t in self.cfg.hide_from_steps:
             state = state.masked_fill(state == t, 0)
         return state
+
+    def step_shape(self, state: Tensor) -> tuple[int, int]:
+        """(Hx, Wx) of the step blocks that go with states (..., Hs, Ws)."""
+        return self.cfg.step_shape if self.cfg.step_shape is not None else tuple(state.shape[-2:])
+
+    def start_block(self, m: int, h: int, w: int, device: torch.device) -> Tensor:
+        """M start blocks (M, Hx, Wx): the input whose output predicts x_0 where steps have their own shape."""
+        return torch.full((m, h, w), self.cfg.start_token, dtype=torch.long, device=device)
+
+    def context_cells(self, state: Tensor, h: int, w: int) -> Tensor:
+        """The state's cells (B, Hs, Ws) at an H x W step block's coordinates (B, H, W):
+        cropped, and where the step grid is larger, the "no state cell" id."""
+        hs, ws = state.shape[-2:]
+        if (hs, ws) == (h, w):
+            return state
+        out = state.new_full((*state.shape[:-2], h, w), self.cfg.state_vocab)
+        out[..., : min(h, hs), : min(w, ws)] = state[..., : min(h, hs), : min(w, ws)]
+        return out
 
     # ----------------------------------------------------------------- patches
     def grid(self, h: int, w: int) -> tuple[int, int]:
@@ -335,14 +385,25 @@ class ProcedureTransformer(nn.Module):
         out = self.step_head(self.ln_f(hidden)).unflatten(-1, (ph * pw, self.cells.n_outputs))  # (M, H'*W', P, c)
         return self._to_cells(self.cells.argmax(out), h, w)  # (M, H'*W', P) -> (M, H, W)
 
+    def action_logits(self, hq: Tensor) -> Tensor:
+        """Final hidden states of the D query tokens (M, D, d) -> logits (M, D, max bins),
+        -inf at the bins a token does not have."""
+        out = self.action_head(self.ln_f(hq))
+        return out.masked_fill(self.action_void, float("-inf")) if self._bins_differ else out
+
     # ----------------------------------------------------------------- embeddings
-    def bias(self, h: int, w: int, key_blocks: int, device: torch.device) -> Tensor:
-        """Relative-position bias of an H x W block's tokens over ``key_blocks`` blocks, (heads, N, k*N)
-        with N tokens per block; a constant, built once per grid size and key count."""
-        key = (h, w, key_blocks, str(device))
+    def bias(self, shape: tuple[int, int], key_blocks: int, device: torch.device,
+             context: tuple[int, int] | None = None) -> Tensor:
+        """Relative-position bias of an H x W block's tokens (N of them) over the context block
+        (cells ``context``, if given; Nc tokens) and then ``key_blocks`` blocks of the block's own
+        shape, (heads, N, Nc + key_blocks*N); a constant, built once per shapes and key count."""
+        key = (tuple(shape), key_blocks, context, str(device))
         if key not in self._bias_cache:
-            gh, gw = self.grid(h, w)
-            self._bias_cache[key] = distance_bias(gh, gw, self.cfg.n_heads, device).repeat(1, 1, key_blocks)
+            grid = self.grid(*shape)
+            own = distance_bias(grid, grid, self.cfg.n_heads, device).repeat(1, 1, key_blocks)
+            if context is not None:
+                own = torch.cat([distance_bias(grid, self.grid(*context), self.cfg.n_heads, device), own], -1)
+            self._bias_cache[key] = own
         return self._bias_cache[key]
 
     def embed_state(self, state: Tensor) -> Tensor:
@@ -350,48 +411,51 @@ class ProcedureTransformer(nn.Module):
         return self.state_stem(self._embed(self.state_emb, state, self.cfg.state_vocab))
 
     def embed_steps(self, steps: Tensor, state: Tensor, host: Tensor | None = None) -> Tensor:
-        # steps: (B, K, H, W), state: (B, H, W), host: (B, K) bool -> (B, K, N, d)
+        # steps: (B, K, Hx, Wx), state: (B, Hs, Ws), host: (B, K) bool -> (B, K, N, d)
         # Each block sees the state's context per cell; the block hosting the action query
         # sees the full state (in a maze: where the agent stands, to read its action there).
         b, k, h, w = steps.shape
         gh, gw = self.grid(h, w)
-        vocab = self.cfg.state_vocab
-        e = self._embed(self.step_emb, steps, self.cfg.step_vocab)  # (B, K, H', W', d)
-        ctx = self._embed(self.state_in_step_emb, self.step_context(state), vocab)[:, None]  # (B, 1, H', W', d)
+        vocab = self.context_vocab
+        e = self._embed(self.step_emb, steps, self.step_in_vocab)  # (B, K, H', W', d)
+        ctx = self._embed(self.state_in_step_emb, self.context_cells(self.step_context(state), h, w), vocab)[:, None]
         if host is not None and self.cfg.hide_from_steps:
-            full = self._embed(self.state_in_step_emb, state, vocab)[:, None]
-            ctx = torch.where(host[:, :, None, None, None], full, ctx)
+            full = self._embed(self.state_in_step_emb, self.context_cells(state, h, w), vocab)[:, None]
+            ctx = torch.where(host[:, :, None, None, None], full, ctx)  # (B, K, H', W', d)
         return self.step_stem((e + ctx).reshape(b * k, gh, gw, -1)).reshape(b, k, gh * gw, -1)
 
     # ----------------------------------------------------------------- teacher forcing
     def forward(self, state: Tensor, steps: Tensor | None = None, step_valid: Tensor | None = None,
                 action_host: Tensor | None = None, step_segment: Tensor | None = None, raw: bool = False
-                ) -> tuple[Tensor, Tensor | None, Tensor]:
+                ) -> tuple[Tensor | None, Tensor | None, Tensor]:
         """Teacher-forced pass.
 
-        state (B, H, W); steps (B, K, H, W) or None; step_valid (B, K) bool (padding
-        blocks False); action_host (B,) long, -1 for the state block or a step index;
-        step_segment (B, K) long, non-decreasing: a block never sees a block of another
-        segment (several independent pieces of procedure can share one example).
-        Returns per-cell outputs from the state block (B, H*W, Vx) predicting step 0 and
-        from the step blocks (B, K, H*W, Vx) predicting the next step (see
-        :meth:`step_logits` for ``raw``), and the action logits (B, A).
+        state (B, Hs, Ws); steps (B, K, Hx, Wx) or None (where steps have their own shape,
+        block 0 is the start block); step_valid (B, K) bool (padding blocks False);
+        action_host (B,) long, -1 for the state block or a step index; step_segment (B, K)
+        long: a block never sees a block of another segment (several independent pieces of
+        procedure can share one example).
+        Returns per-cell outputs from the state block (B, Hs*Ws, Vx) predicting step 0 (None
+        where a start block does), from the step blocks (B, K, Hx*Wx, Vx) predicting the next
+        step (see :meth:`step_logits` for ``raw``), and the action logits (B, D, A).
         """
-        bsz, h, w_grid = state.shape
-        n = math.prod(self.grid(h, w_grid))  # tokens per block
+        bsz, h_s, w_s = state.shape
+        n_s = math.prod(self.grid(h_s, w_s))  # tokens of the state block
         dev = state.device
         has_steps = steps is not None and steps.shape[1] > 0
         separate_context = bool(self.cfg.hide_from_steps) and has_steps  # BC needs no context
-        hs = self.embed_state(state)  # (B, N, d)
-        hc = self.embed_state(self.step_context(state)) if separate_context else None  # (B, N, d)
-        hq = self.action_query.expand(bsz, 1, -1)  # (B, 1, d)
+        hs = self.embed_state(state)  # (B, Ns, d)
+        hc = self.embed_state(self.step_context(state)) if separate_context else None  # (B, Ns, d)
+        n_q = len(self.cfg.action_bins)
+        hq = self.action_query.expand(bsz, n_q, -1)  # (B, D, d)
         if action_host is None:
             action_host = torch.full((bsz,), -1, dtype=torch.long, device=dev)
-        state_bias = self.bias(h, w_grid, 1, dev)
-        query_sees_state = (action_host < 0)[:, None].expand(bsz, n)  # (B, N): hosted at the state block
+        state_bias = self.bias((h_s, w_s), 1, dev)
+        query_sees_state = (action_host < 0)[:, None].expand(bsz, n_s)  # (B, Ns): hosted at the state block
         hx = None
         if has_steps:
-            k_blocks = steps.shape[1]
+            k_blocks, h_x, w_x = steps.shape[1:]
+            n = math.prod(self.grid(h_x, w_x))  # tokens per step block
             is_host = torch.arange(k_blocks, device=dev)[None] == action_host[:, None]  # (B, K)
             hx = self.embed_steps(steps, state, is_host)  # (B, K, N, d)
             w = k_blocks if self.cfg.window is None else min(self.cfg.window, k_blocks)
@@ -401,16 +465,16 @@ class ProcedureTransformer(nn.Module):
             if step_segment is not None:
                 win_valid = win_valid & (windows(step_segment, w) == step_segment[:, :, None])
             win_valid = win_valid.repeat_interleave(n, dim=2)  # (B, K, w*N)
-            step_mask = torch.cat([win_valid.new_ones(bsz, k_blocks, n), win_valid], dim=2)  # context, window
+            step_mask = torch.cat([win_valid.new_ones(bsz, k_blocks, n_s), win_valid], dim=2)  # context, window
             step_mask = None if bool(step_mask.all()) else step_mask.flatten(0, 1)  # (B*K, keys)
-            step_bias = self.bias(h, w_grid, w + 1, dev)
+            step_bias = self.bias((h_x, w_x), w, dev, context=(h_s, w_s))
             ar = torch.arange(bsz, device=dev)
             host = action_host.clamp(min=0)
             host_valid = win_valid[ar, host] & (action_host >= 0)[:, None]  # (B, w*N)
 
         for layer in self.layers:
-            qs, ks, vs = layer.qkv(hs)  # (B, N, h, e)
-            qq, kq, vq = layer.qkv(hq)  # (B, 1, h, e)
+            qs, ks, vs = layer.qkv(hs)  # (B, Ns, h, e)
+            qq, kq, vq = layer.qkv(hq)  # (B, D, h, e)
             if separate_context:
                 qc, kc, vc = layer.qkv(hc)
                 hc = layer.finish(hc, layer.attend(qc, kc, vc, None, state_bias))
@@ -429,7 +493,7 @@ class ProcedureTransformer(nn.Module):
                 q_mask.append(host_valid)
             q_keys.append(kq)
             q_vals.append(vq)
-            q_mask.append(torch.ones(bsz, 1, dtype=torch.bool, device=dev))
+            q_mask.append(torch.ones(bsz, n_q, dtype=torch.bool, device=dev))
             att_q = layer.attend(qq, torch.cat(q_keys, 1), torch.cat(q_vals, 1), torch.cat(q_mask, 1))
             att_s = layer.attend(qs, ks, vs, None, state_bias)
             hs = layer.finish(hs, att_s)
@@ -437,10 +501,11 @@ class ProcedureTransformer(nn.Module):
             if hx is not None:
                 hx = layer.finish(hx, att_x.reshape(hx.shape))
 
-        state_logits = self.step_logits(hc if separate_context else hs, h, w_grid, raw)  # (B, H*W, Vx)
-        step_logits = None if hx is None else self.step_logits(hx, h, w_grid, raw)  # (B, K, H*W, Vx)
-        action_logits = self.action_head(self.ln_f(hq[:, 0]))  # (B, A)
-        return state_logits, step_logits, action_logits
+        state_logits = None  # where steps have their own shape, the start block predicts x_0
+        if self.cfg.start_token is None:
+            state_logits = self.step_logits(hc if separate_context else hs, h_s, w_s, raw)  # (B, Hs*Ws, Vx)
+        step_logits = None if hx is None else self.step_logits(hx, h_x, w_x, raw)  # (B, K, Hx*Wx, Vx)
+        return state_logits, step_logits, self.action_logits(hq)  # ..., (B, D, A)
 
     # ----------------------------------------------------------------- single passes, for generation
     def state_pass(self, state: Tensor, keys_only: bool = False) -> tuple[Tensor | None, KV]:
@@ -448,7 +513,7 @@ class ProcedureTransformer(nn.Module):
         per-layer keys/values. ``keys_only``: only the keys/values are wanted, so the last
         layer's attention and MLP (which feed the output alone) are skipped, output None."""
         _, h, w = state.shape
-        bias = self.bias(h, w, 1, state.device)
+        bias = self.bias((h, w), 1, state.device)
         hs = self.embed_state(state)
         kv = []
         for i, layer in enumerate(self.layers):
@@ -483,10 +548,11 @@ class ProcedureTransformer(nn.Module):
         return hx, own, query_ctx
 
     def query_pass(self, context: KV) -> Tensor:
-        """Action query over per-layer keys/values (M, T, h, e) of what it reads: logits (M, A)."""
+        """The D action queries over per-layer keys/values (M, T, h, e) of what they read:
+        logits (M, D, A)."""
         m = context[0][0].shape[0]
-        hq = self.action_query.expand(m, 1, -1)
+        hq = self.action_query.expand(m, -1, -1)  # (M, D, d)
         for layer, (k, v) in zip(self.layers, context):
             q, kq, vq = layer.qkv(hq)
             hq = layer.finish(hq, layer.attend(q, torch.cat([k, kq], 1), torch.cat([v, vq], 1)))
-        return self.action_head(self.ln_f(hq[:, 0]))
+        return self.action_logits(hq)

@@ -1,10 +1,14 @@
 """Tokens for MinAtar states, MCTS procedures and actions.
 
-Every block is an 11 x 10 grid of tokens. Rows 0-9 are a 10 x 10 frame, each cell one
-token whose bits are the game's C channels (token = sum_c 2**c * frame[y, x, c], so
-0 .. 2**C - 1). Row 10 carries what is not a frame.
+A frame is 10 x 10 tokens, each cell one token whose bits are the game's C channels
+(token = sum_c 2**c * frame[y, x, c], so 0 .. 2**C - 1).
 
-State block s: rows 0-9 the observed frame; row 10 all PAD.
+State block s (10 x 10): the observed frame, nothing else.
+
+Step blocks (11 x 10, ``TokenSpec.step_shape``): rows 0-9 a frame, row 10 what is not a
+frame. Since the shapes differ, a start block predicts x_0 (the core's
+``TokenSpec.start_token``); a step cell sees the state cell at its coordinates, and the
+cells of row 10 see none.
 
 Procedure x_0 .. x_D, the search's principal variation (PV: from the root, the most-visited
 child, D <= ``pv_depth`` actions a_0 .. a_{D-1}, the frames f_1 .. f_D they reach in the
@@ -31,6 +35,9 @@ block are predicted at once, so the frame was predicted without knowing the acti
 the model drew the paddle on both sides (breakout: 3.45 wrong cells per imagined frame,
 none exact; 2.95 with this layout, still none exact: docs/notes/2026-11-25-minatar-uct-expert.md).
 
+Until 2026-12-01 the state block was 11 x 10 too, its row 10 all PAD (every block had to
+be the state's shape); the step blocks are unchanged.
+
 Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
 (6 ids, MinAtar's full action set), VALUE = ACTION + 6 (len(VALUE_EDGES) + 1 ids), then
 MORE, LAST, and DEPTH (MAX_DEPTH ids).
@@ -46,7 +53,7 @@ from pc_lightning.domains.minatar.env import N_ACTIONS, N_CHANNELS, tokens_to_fr
 from pc_lightning.domains.minatar.expert import PVStep
 
 VALUE_EDGES = np.array([-0.5, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0])
-H, W = 11, 10  # block grid: a 10 x 10 frame and one row of extra tokens
+H, W = 11, 10  # step block grid: a 10 x 10 frame and one row of extra tokens (the state block is 10 x 10)
 MAX_DEPTH = 8  # depth tokens 0 .. 7; deeper PV steps share the last
 
 
@@ -62,7 +69,7 @@ class Codec:
         self.more = self.value_base + len(VALUE_EDGES) + 1
         self.last = self.more + 1
         self.depth_base = self.last + 1
-        self.state_vocab = self.pad + 1
+        self.state_vocab = self.pad  # frame tokens only
         self.step_vocab = self.depth_base + MAX_DEPTH
         self._palette = self._make_palette()
 
@@ -91,11 +98,8 @@ class Codec:
 
     # ---------------------------------------------------------------- encode
     def encode_state(self, frame: np.ndarray) -> np.ndarray:
-        """Frame tokens (..., 10, 10) -> state block (..., 11, 10)."""
-        frame = np.asarray(frame)
-        out = np.full((*frame.shape[:-2], H, W), self.pad, dtype=np.int64)
-        out[..., :10, :] = frame
-        return out
+        """Frame tokens (..., 10, 10) -> state block (..., 10, 10): the frame itself."""
+        return np.asarray(frame, dtype=np.int64)
 
     def encode_procedure(self, pv: list[PVStep], state_frame: np.ndarray) -> np.ndarray:
         """Principal variation -> step blocks (len(pv) + 1, 11, 10); ``state_frame`` (10, 10)
@@ -137,11 +141,11 @@ class Codec:
         return a, tokens_to_frame(frame, self.n_channels), v, root, last
 
     def decode_state(self, block: np.ndarray) -> np.ndarray:
-        """State block (11, 10) -> frame (10, 10, C) bool."""
+        """State block (10, 10) -> frame (10, 10, C) bool."""
         return tokens_to_frame(np.asarray(block)[:10], self.n_channels)
 
     def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
-        """Generation's stop rule: the step is marked LAST. (B, 11, 10) x2 -> (B,) bool."""
+        """Generation's stop rule: the step is marked LAST. state (B, 10, 10), step (B, 11, 10) -> (B,) bool."""
         return step[:, 10, 3] == self.last
 
     # ---------------------------------------------------------------- render

@@ -10,7 +10,7 @@ import numpy as np
 
 from pc_lightning.data import ProcedureDataModule, ProcedureRecords
 from pc_lightning.data.parallel import run_jobs
-from pc_lightning.domains.minatar.codec import Codec
+from pc_lightning.domains.minatar.codec import H, W, Codec
 from pc_lightning.domains.minatar.env import N_ACTIONS, check_game, frame_tokens, make_env
 from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
 from pc_lightning.domains.minatar.suite import MinAtarSuite
@@ -88,7 +88,8 @@ class MinAtarDataModule(ProcedureDataModule):
     """
 
     domain = "minatar"
-    generator_version = "4"  # 3: PV steps carry their depth; 4: a block holds a frame and the action from it
+    generator_version = "5"  # 3: PV steps carry their depth; 4: a block holds a frame and the action from it;
+    # 5: the state block is the 10 x 10 frame alone (steps keep their 11 x 10)
 
     def __init__(self, game: str = "breakout", n_train_episodes: int = 8, n_val_episodes: int = 1,
                  max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
@@ -126,7 +127,7 @@ class MinAtarDataModule(ProcedureDataModule):
     def spec(self) -> TokenSpec:
         weights = self.codec.cell_weights(self.action_weight, frame=self.frame_weight)
         return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS, step_cell_weights=weights,
-                         step_bits=self.codec.n_channels)
+                         step_bits=self.codec.n_channels, step_shape=[H, W])
 
     def episode_seeds(self, split: str, n: int) -> list[int]:
         return [SEED_BASE[split] + self.seed * 10_000 + i for i in range(n)]

@@ -95,7 +95,7 @@ class MinAtarSuite(EvalSuite):
                 states.append(self.codec.encode_state(frame))
                 result = planner.search(env)
                 procs.append(self.codec.encode_procedure(result.pv, frame))
-            self._probes[key] = (np.stack(states) if states else np.zeros((0, 11, 10), np.int64), procs)
+            self._probes[key] = (np.stack(states) if states else np.zeros((0, 10, 10), np.int64), procs)
         return self._probes[key]
 
     def procedure_accuracy(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:
