@@ -1,0 +1,150 @@
+"""Sweep evaluation suites: batched episodes on given table configurations, expert probes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pc_lightning.domains.sweep.codec import Codec
+from pc_lightning.domains.sweep.env import SweepConfig, SweepEnv
+from pc_lightning.domains.sweep.expert import SweepExpert, run_expert_episode
+from pc_lightning.eval.suite import EpisodeBatch, EvalSuite
+
+
+def particle_count(seed: int, counts: tuple[int, int]) -> int:
+    """The number of particles of configuration ``seed``, in [counts[0], counts[1]]."""
+    return int(np.random.default_rng([seed, 11]).integers(counts[0], counts[1] + 1))
+
+
+class SweepEpisodes(EpisodeBatch):
+    """E tables stepped together; an action is the 4 bin ids of the two effectors' velocities."""
+
+    def __init__(self, seeds: list[int], counts: tuple[int, int], cfg: SweepConfig, codec: Codec,
+                 n_bins: int, expert_steps: np.ndarray) -> None:
+        self.envs = [SweepEnv(s, particle_count(s, counts), cfg) for s in seeds]
+        self.codec = codec
+        self.bins = SweepExpert(cfg, self.envs[0].bowls if self.envs else np.zeros((1, 2)), n_bins).bins
+        self.expert_steps = expert_steps
+        self.done = np.array([e.done for e in self.envs], dtype=bool)
+
+    def observe(self, idx: np.ndarray) -> np.ndarray:
+        return np.stack([self.codec.encode_state(self.envs[i]) for i in idx])
+
+    def step(self, idx: np.ndarray, actions: np.ndarray) -> None:
+        commands = self.bins.decode(np.asarray(actions).reshape(len(idx), -1)).reshape(len(idx), 2, 2)
+        for i, c in zip(idx, commands):
+            self.done[i] = self.envs[i].step(c)
+
+    def stats(self) -> dict[str, np.ndarray]:
+        steps = np.array([e.steps for e in self.envs], dtype=np.float64)
+        return {"fraction_in_bowls": np.array([e.fraction_in_bowls() for e in self.envs]),
+                "success_rate": np.array([float(e.solved) for e in self.envs]),
+                "episode_length": steps,
+                "length_ratio": steps / np.maximum(self.expert_steps, 1)}
+
+
+class SweepSuite(EvalSuite):
+    """Rollouts on table configurations ``seeds`` (particle counts drawn from ``counts``), and
+    probe states from the expert's own episodes on them, with its procedures."""
+
+    max_procedure_steps = 3
+
+    def __init__(self, seeds: list[int], counts: tuple[int, int], cfg: SweepConfig, codec: Codec, n_bins: int,
+                 n_probes: int = 8) -> None:
+        self.seeds, self.counts, self.cfg, self.codec, self.n_bins = list(seeds), tuple(counts), cfg, codec, n_bins
+        self.n_probes = n_probes
+        self._expert: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def expert_episode(self, seed: int) -> dict:
+        """The expert's episode on configuration ``seed`` (cached): plans, states, outcome."""
+        if seed not in self._expert:
+            env = SweepEnv(seed, particle_count(seed, self.counts), self.cfg)
+            expert = SweepExpert(self.cfg, env.bowls, self.n_bins)
+            states = []
+            plans = []
+            while not env.done:
+                states.append(self.codec.encode_state(env))
+                plan = expert.plan(*expert.observe(env))
+                plans.append(plan)
+                env.step(plan.command)
+            self._expert[seed] = {"states": states, "plans": plans, "steps": env.steps, "solved": env.solved,
+                                  "fraction": env.fraction_in_bowls()}
+        return self._expert[seed]
+
+    def expert_stats(self) -> dict[str, float]:
+        """The expert's success, fraction in bowls and episode length on this suite."""
+        runs = [self.expert_episode(s) for s in self.seeds]
+        return {"success_rate": float(np.mean([r["solved"] for r in runs])),
+                "fraction_in_bowls": float(np.mean([r["fraction"] for r in runs])),
+                "episode_length": float(np.mean([r["steps"] for r in runs]))}
+
+    def episodes(self, rank: int = 0, world_size: int = 1) -> SweepEpisodes:
+        seeds = self.seeds[rank::world_size]
+        expert_steps = np.array([self.expert_episode(s)["steps"] for s in seeds], dtype=np.float64)
+        return SweepEpisodes(seeds, self.counts, self.cfg, self.codec, self.n_bins, expert_steps)
+
+    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
+        return self.codec.stop_fn(state, step)
+
+    def probes(self, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One state per configuration, a third of the way into the expert's episode."""
+        states, procs = [], []
+        for seed in self.seeds[rank::world_size][: self.n_probes]:
+            run = self.expert_episode(seed)
+            t = len(run["states"]) // 3
+            states.append(run["states"][t])
+            procs.append(self.codec.encode_procedure(run["plans"][t]))
+        size = self.cfg.size
+        return (np.stack(states) if states else np.zeros((0, size, size), np.int64)), procs
+
+    def procedure_accuracy(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:
+        """Per probe: the fraction of the expert's coordinates (x_0 .. x_2, every row that holds
+        one) that the model generated within one level (half a cell) at the same place, with
+        the same tokens elsewhere in the row."""
+        gen = generated.cpu().numpy()
+        out = np.full(len(expert), np.nan)
+        for p, x in enumerate(expert):
+            xy, has = self.codec.coordinates(x)  # (L, rows, 2)
+            rows = has.all(-1)
+            if not rows.any():
+                continue
+            n = min(len(x), int(lengths[p]))
+            hits = 0
+            for l in range(n):
+                g = gen[p, l]
+                near = (np.abs(g[:, :2] - x[l, :, :2]) <= 1).all(-1)
+                same = (g[:, 2:] == x[l, :, 2:]).all(-1)
+                hits += int((near & same & rows[l]).sum())
+            out[p] = hits / rows.sum()
+        return out
+
+    def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
+        return self.codec.render_procedures(state, expert, generated)
+
+    @torch.no_grad()
+    def animate(self, module) -> np.ndarray:
+        """The suite's first configuration played by ``module`` (left) and by the expert
+        (right), step by step, with the model's plan drawn over its scene. (T, H, W, 3)."""
+        seed = self.seeds[0]
+        run = self.expert_episode(seed)
+        env = SweepEnv(seed, particle_count(seed, self.counts), self.cfg)
+        bins = SweepExpert(self.cfg, env.bowls, self.n_bins).bins
+        frames = []
+        for t in range(self.cfg.max_steps):
+            obs = self.codec.encode_state(env)
+            state = torch.from_numpy(obs[None]).long().to(module.device)
+            action, gen = module.act(state, self.stop_fn, self.max_procedure_steps)
+            left = self.codec.scene_rgb(obs)
+            if gen is not None and int(gen.lengths[0]) > 0:
+                steps = gen.steps[0, : int(gen.lengths[0])].cpu().numpy()
+                left = self.codec.render_procedures(obs, steps[:0], steps).permute(1, 2, 0).numpy()
+                left = left[:, -self.codec.cfg.size * 16 :]  # the plan panel
+            right = self.codec.scene_rgb(run["states"][min(t, len(run["states"]) - 1)])
+            frames.append(np.concatenate([left, np.full((left.shape[0], 4, 3), 255, np.uint8), right], 1))
+            if env.step(bins.decode(action.cpu().numpy().reshape(-1)).reshape(2, 2)):
+                break
+        return np.stack(frames)
