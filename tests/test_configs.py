@@ -15,7 +15,8 @@ VARIANT_OF = {"maze": "pc", "minatar": "pc", "sweep": "pc"}  # a base config is 
 
 def test_every_config_is_tested():
     assert set(CONFIGS) == {"maze.yaml", "maze_bc.yaml", "maze_aux_bc.yaml", "maze_aug_bc.yaml", "minatar.yaml",
-                            "minatar_bc.yaml", "minatar_aux_bc.yaml", "sweep.yaml", "sweep_bc.yaml", "sweep_aux_bc.yaml"}
+                            "minatar_bc.yaml", "minatar_aux_bc.yaml", "sweep.yaml", "sweep_bc.yaml", "sweep_aux_bc.yaml",
+                            "sweep_aug_bc.yaml"}
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -113,3 +113,38 @@ def test_a_tiny_fit_through_the_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpts = sorted(p.name for p in (tmp_path / "runs").rglob("*.ckpt"))
     assert "best.ckpt" in ckpts and "last.ckpt" in ckpts
+
+
+@pytest.mark.parametrize("t", range(8))
+def test_a_symmetry_moves_state_procedure_and_action_together(t):
+    """After any of the 8 symmetries, the grid's particles sit at the procedure's (re-sorted)
+    x_0 coordinates, the effectors at theirs, and the velocity bins are the transformed command's."""
+    from pc_lightning.domains.sweep.codec import DihedralAugment
+
+    codec = Codec(CFG)
+    env = SweepEnv(4, 7)
+    expert = SweepExpert(CFG, env.bowls, n_bins=9)
+    for _ in range(5):
+        env.step(expert.plan(*expert.observe(env)).command)
+    plan = expert.plan(*expert.observe(env))
+    state, steps = codec.encode_state(env), codec.encode_procedure(plan)
+
+    class Fixed:
+        def integers(self, n):
+            return t
+
+    s2, x2, a2 = DihedralAugment(codec, 9)(state, steps, plan.action, Fixed())
+    n = len(plan.particles)
+    rows = x2[0, :n]
+    assert (np.lexsort((rows[:, 0], rows[:, 1])) == np.arange(n)).all()  # raster order
+    for (lx, ly), flag in zip(rows[:, :2], rows[:, 2]):
+        if flag == codec.free:
+            assert s2[ly // 2, lx // 2] == PARTICLE + 2 * (ly % 2) + lx % 2
+    for k in range(2):
+        lx, ly = x2[0, 12 + k, :2]
+        assert (s2[ly // 2, lx // 2] - EFFECTOR) % 4 == 2 * (ly % 2) + lx % 2
+    v = expert.bins.decode(plan.action).reshape(2, 2)
+    if t & 4:
+        v = v[:, ::-1]
+    v = v * np.array([-1 if t & 1 else 1, -1 if t & 2 else 1])
+    assert np.allclose(expert.bins.decode(a2).reshape(2, 2), v)

@@ -35,7 +35,9 @@ from torch.utils.data import Dataset
 
 from pc_lightning.spec import IGNORE, Variant, variant as get_variant
 
-Augment = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], tuple[np.ndarray, np.ndarray, int]]
+# (state, steps, action: an id, or the (D,) ids of an action block, rng) -> the same, transformed
+Augment = Callable[[np.ndarray, np.ndarray, "int | np.ndarray", np.random.Generator],
+                   tuple[np.ndarray, np.ndarray, "int | np.ndarray"]]
 
 
 def _token_dtype(tokens: np.ndarray) -> type:
@@ -118,8 +120,6 @@ class ProcedureDataset(Dataset):
         self.context_blocks = context_blocks
         self.augment = augment
         self.start_token = start_token  # not None: procedures are served as [START, x_0 .. x_L]
-        if augment is not None and records.actions.ndim > 1:
-            raise ValueError("state augmentation remaps one-token actions; this domain's actions are blocks")
         lengths = (records.offsets[1:] - records.offsets[:-1] + int(start_token is not None)).tolist()
         if not variant.uses_procedure:
             self.items = [(i, 0) for i in range(len(records))]
@@ -136,7 +136,7 @@ class ProcedureDataset(Dataset):
         action = self.records.actions[i]  # () or (D,)
         if self.augment is not None:
             rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
-            state, steps, action = self.augment(state, steps, int(action), rng)
+            state, steps, action = self.augment(state, steps, int(action) if action.ndim == 0 else action.numpy(), rng)
         action = torch.as_tensor(action, dtype=torch.long)
         state_t = torch.from_numpy(np.asarray(state)).long()
         h, w = state_t.shape

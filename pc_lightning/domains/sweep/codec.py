@@ -177,3 +177,68 @@ class Codec:
             panels.append(np.full((base.shape[0], 4, 3), 255, np.uint8))
         img = np.concatenate(panels[:-1], 1)
         return torch.from_numpy(img).permute(2, 0, 1).contiguous()
+
+
+# ---------------------------------------------------------------- augmentation
+def _quarter_tokens(flip_x: bool, flip_y: bool, swap: bool) -> np.ndarray:
+    """The state token map of one symmetry: particle and effector tokens move their quarter."""
+    out = np.arange(STATE_VOCAB)
+    for base in (PARTICLE, EFFECTOR, EFFECTOR + 4, FULL_EFFECTOR, FULL_EFFECTOR + 4):
+        for q in range(4):
+            qx, qy = q % 2, q // 2
+            if swap:
+                qx, qy = qy, qx
+            qx, qy = qx ^ int(flip_x), qy ^ int(flip_y)
+            out[base + q] = base + 2 * qy + qx
+    return out
+
+
+class DihedralAugment:
+    """A random one of the table's 8 symmetries (transpose, then mirror x and/or y) applied
+    to a state, its procedure and its action block: grid cells and quarters, coordinate
+    levels, particle rows re-sorted into raster order (their x_1 rows with them), velocity
+    bins mirrored (the bins are symmetric about 0: bin i of -v is n_bins - 1 - i) and swapped. The expert's
+    plan on the transformed table is the same up to its tie-breaks (its routes' neighbour
+    order)."""
+
+    def __init__(self, codec: Codec, n_bins: int) -> None:
+        self.codec, self.n_bins = codec, n_bins
+
+    def __call__(self, state: np.ndarray, steps: np.ndarray, action: np.ndarray, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t = int(rng.integers(8))
+        swap, flip_x, flip_y = bool(t & 4), bool(t & 1), bool(t & 2)
+        c = self.codec
+        s = np.asarray(state)
+        if swap:
+            s = s.T
+        if flip_x:
+            s = s[:, ::-1]
+        if flip_y:
+            s = s[::-1]
+        s = _quarter_tokens(flip_x, flip_y, swap)[s]
+        x = np.array(steps, dtype=np.int64, copy=True)  # (L, P + 2, 5)
+        top = c.levels - 1
+        for a, b in ((0, 1), (2, 3)):  # coordinate column pairs (x, y)
+            xy = x[:, :, [a, b]]
+            has = xy < c.levels
+            if swap:
+                xy = xy[..., ::-1]
+                has = has[..., ::-1]
+            xy = xy.copy()
+            if flip_x:
+                xy[..., 0] = np.where(has[..., 0], top - xy[..., 0], xy[..., 0])
+            if flip_y:
+                xy[..., 1] = np.where(has[..., 1], top - xy[..., 1], xy[..., 1])
+            x[:, :, [a, b]] = xy
+        n = int((x[0, : c.max_particles, 0] < c.levels).sum())  # particles in use, rows 0 .. n-1
+        order = np.lexsort((x[0, :n, 0], x[0, :n, 1]))
+        x[:, :n] = x[:, :n][:, order]
+        v = np.asarray(action).reshape(-1, 2).copy()  # (effectors, (vx, vy)) bin ids
+        if swap:
+            v = v[:, ::-1].copy()
+        if flip_x:
+            v[:, 0] = self.n_bins - 1 - v[:, 0]
+        if flip_y:
+            v[:, 1] = self.n_bins - 1 - v[:, 1]
+        return np.ascontiguousarray(s), x, v.reshape(-1)

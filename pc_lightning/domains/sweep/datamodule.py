@@ -11,7 +11,7 @@ import numpy as np
 
 from pc_lightning.data import ProcedureDataModule, ProcedureRecords
 from pc_lightning.data.parallel import run_jobs
-from pc_lightning.domains.sweep.codec import Codec
+from pc_lightning.domains.sweep.codec import Codec, DihedralAugment
 from pc_lightning.domains.sweep.env import SweepConfig
 from pc_lightning.domains.sweep.suite import SweepSuite
 from pc_lightning.spec import TokenSpec
@@ -86,6 +86,10 @@ class SweepDataModule(ProcedureDataModule):
     def spec(self) -> TokenSpec:
         return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, [self.n_bins] * 4,
                          step_shape=list(self.codec.step_shape))
+
+    def augment_fn(self) -> DihedralAugment:
+        """A random symmetry of the table per example (``aug_bc``; ``augment: true`` for the others)."""
+        return DihedralAugment(self.codec, self.n_bins)
 
     def config_seeds(self, split: str, n: int) -> list[int]:
         return [SEED_BASE[split] + self.seed * 10_000 + i for i in range(n)]
