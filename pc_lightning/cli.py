@@ -13,14 +13,33 @@ vocabularies into the model.
 
 from __future__ import annotations
 
+import difflib
+import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import jsonargparse
+import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from pc_lightning.data import ProcedureDataModule
 from pc_lightning.model import ProcedureCloner
+from pc_lightning.spec import TokenSpec
+
+
+class ProcedureParser(LightningArgumentParser):
+    """LightningCLI's parser, whose "unrecognized arguments" error names the nearest known
+    option (``--model.n_layer`` -> ``--model.n_layers``)."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        unknown = re.findall(r"(--[\w.]+)", message) if "unrecognized arguments" in message else []
+        options = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+        hints = [f"{u} -> did you mean {near[0]}?" for u in unknown
+                 for near in [difflib.get_close_matches(u, options, n=1, cutoff=0.75)] if near]
+        if hints:
+            message = f"{message}\n  " + "\n  ".join(hints)
+        return super().error(message, ex)
 
 
 class ProcedureCLI(LightningCLI):
@@ -43,9 +62,69 @@ class ProcedureCLI(LightningCLI):
         if not found:
             raise SystemExit(f"--ckpt_path last: no {run_root}/version_*/checkpoints/last.ckpt to resume from")
         cfg.ckpt_path = str(found[-1])
+        self._checkpoint = self._check_file(cfg.ckpt_path, cfg.model.variant)
         version = found[-1].parent.parent.name.removeprefix("version_")
         args.version = int(version) if version.isdigit() else version
         print(f"Resuming from {cfg.ckpt_path}", file=sys.stderr)
+
+    # ----------------------------------------------------------------- checkpoint checks
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        super().parse_arguments(parser, args)
+        self._checkpoint = self.read_checkpoint()
+
+    def read_checkpoint(self) -> dict | None:
+        """Right after parsing, before Lightning reads the checkpoint's hyperparameters into the
+        config and before any data or run folder is made: the ``--ckpt_path`` file exists, is
+        a checkpoint of this project, and has the config's variant. Each failure names the
+        file and what is wrong. Returns the checkpoint's hyperparameters (None: no file given)."""
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if path is None or path in ("last", "best", "hpc", "registry"):
+            return None  # "last" is resolved (and then checked) in before_instantiate_classes
+        return self._check_file(path, self.config[sub].model.variant)
+
+    @staticmethod
+    def _check_file(path: str, variant: str) -> dict:
+        where = f"--ckpt_path {path}"
+        if not Path(path).is_file():
+            raise SystemExit(f"{where}: no such file")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            first = str(e).splitlines()[0][:100] if str(e) else "unreadable"
+            raise SystemExit(f"{where}: not a checkpoint that can be read ({type(e).__name__}: {first})")
+        hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+        if not hp or "spec" not in hp or "state_dict" not in ckpt:
+            raise SystemExit(f"{where}: not a pc-lightning checkpoint (no ProcedureCloner hyperparameters)")
+        if hp.get("variant") != variant:
+            raise SystemExit(f"{where}: a {hp.get('variant')!r} checkpoint, but model.variant is {variant!r} "
+                             f"(use that variant's config, or --model.variant {hp.get('variant')})")
+        return hp
+
+    def check_domain(self) -> None:
+        """Once the DataModule exists (before it generates anything): the checkpoint's token
+        spec is this domain's (a maze checkpoint under a MinAtar config is caught here)."""
+        hp = getattr(self, "_checkpoint", None)
+        if hp is None:
+            return
+        theirs, ours = asdict(TokenSpec(**hp["spec"])), asdict(self.datamodule.spec)
+        differ = [k for k in ours if theirs.get(k) != ours[k]]
+        if differ:
+            path = self.config[self.subcommand].get("ckpt_path")
+            raise SystemExit(f"--ckpt_path {path}: its token spec differs from {type(self.datamodule).__name__}'s "
+                             f"in {', '.join(differ)}: a checkpoint of another domain or game?")
+
+    def before_fit(self) -> None:
+        self.check_domain()
+
+    def before_validate(self) -> None:
+        self.check_domain()
+
+    def before_test(self) -> None:
+        self.check_domain()
+
+    def before_predict(self) -> None:
+        self.check_domain()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.variant", "data.init_args.variant")
@@ -62,7 +141,9 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ProcedureCLI:
         ProcedureCloner,
         ProcedureDataModule,
         subclass_mode_data=True,
-        parser_kwargs={"parser_mode": "omegaconf+"},
+        parser_class=ProcedureParser,
+        # no abbreviations: --model.n_layer is an error (naming n_layers), not n_layers
+        parser_kwargs={"parser_mode": "omegaconf+", "allow_abbrev": False},
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

@@ -7,6 +7,7 @@ this module. A domain's codec builds the :class:`TokenSpec`; a config names the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 IGNORE = -100  # target id of a cell or an action that has no target
 
@@ -108,6 +109,10 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("bc", uses_procedure=False, query_at_steps=False),  # [s], a read at s
     Variant("aug_bc", uses_procedure=False, query_at_steps=False, augment=True),  # bc on augmented states
 )}
+
+
+#: The variant names as a type, so that a config parser rejects an unknown one at its key.
+VariantName = Literal[tuple(VARIANTS)]  # type: ignore[valid-type]
 
 
 def variant(name: str | Variant, key: str = "model.variant") -> Variant:

@@ -88,3 +88,46 @@ def test_ddp_two_processes_on_cpu(cli, tmp_path):
     assert proc.returncode == 0
     values = scalars(next((tmp_path / "runs").glob("*/version_0")))
     assert len(values["heldout/success_rate"]) == 2
+
+
+def test_an_unknown_variant_is_named_at_its_key(cli):
+    proc = cli(["fit", "--config", "conf/maze.yaml", "--model.variant", "foo"])
+    assert proc.returncode != 0
+    assert 'key "model.variant"' in proc.stderr and "data.variant" not in proc.stderr
+    assert "Namespace(" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_misspelled_key_suggests_the_near_one(cli):
+    proc = cli(["fit", "--config", "conf/maze.yaml", "--model.n_layer", "3"])  # not taken as an abbreviation
+    assert proc.returncode != 0
+    assert "--model.n_layer -> did you mean --model.n_layers?" in proc.stderr
+
+
+def _fake_checkpoint(path, spec, variant="pc", **hparams):
+    from pc_lightning.model import ProcedureCloner
+
+    model = ProcedureCloner(variant, spec, **hparams)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+
+
+@pytest.mark.parametrize("case", ["missing", "random_bytes", "other_domain", "other_variant"])
+def test_a_bad_checkpoint_is_named_before_any_data(cli, tmp_path, case):
+    from pc_lightning.domains.maze import MazeDataModule
+
+    ckpt = tmp_path / "model.ckpt"
+    config = "conf/maze.yaml"
+    if case == "random_bytes":
+        ckpt.write_bytes(bytes(range(256)) * 40)
+    elif case == "other_domain":  # a maze checkpoint under a MinAtar config
+        _fake_checkpoint(ckpt, MazeDataModule().spec, d_model=32, n_heads=2, d_ff=128)
+        config = "conf/minatar.yaml"
+    elif case == "other_variant":
+        _fake_checkpoint(ckpt, MazeDataModule().spec, "bc", d_model=32, n_heads=2, d_ff=128, stem_layers=2)
+    proc = cli(["test", "--config", config, "--ckpt_path", str(ckpt)])
+    assert proc.returncode != 0
+    assert f"--ckpt_path {ckpt}: " in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "UnicodeDecodeError" not in proc.stderr
+    want = {"missing": "no such file", "random_bytes": "not a checkpoint", "other_domain": "token spec differs",
+            "other_variant": "a 'bc' checkpoint, but model.variant is 'pc'"}[case]
+    assert want in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists(), "checked before anything is made"

@@ -95,3 +95,26 @@ def test_maze_data_is_cached_by_hash_and_parallel_equals_serial(tmp_path):
     assert other.cache_path("train") != serial.cache_path("train")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(
         [serial.cache_path("train").name, serial.cache_path("val").name])
+
+
+def test_a_corrupted_cache_is_named_and_generated_again(tmp_path):
+    """A truncated cache file is not a crash about checkpoints: a warning names the file and
+    the data is generated again, the same as before."""
+    from pc_lightning.domains.maze import MazeDataModule
+
+    kw = dict(size=7, n_train_mazes=2, trajectories_per_maze=1, n_val_mazes=1, val_trajectories_per_maze=1,
+              data_dir=str(tmp_path))
+    first = MazeDataModule(**kw)
+    first.prepare_data()
+    first.setup()
+    path = first.cache_path("train")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    again = MazeDataModule(**kw)
+    with pytest.warns(UserWarning, match=str(path.name)):
+        again.prepare_data()
+    again.setup()
+    assert torch.equal(again.records["train"].states, first.records["train"].states)
+    path.write_bytes(b"not a cache")  # a setup() without prepare_data() mends it too
+    with pytest.warns(UserWarning, match="cannot be read"):
+        MazeDataModule(**kw).setup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,18 +78,34 @@ class ProcedureDataModule(L.LightningDataModule):
         return self.data_dir / f"{self.domain}-{split}-{digest}.pt"
 
     def prepare_data(self) -> None:
+        """Generate every split whose cache file is missing or unreadable (a truncated or
+        corrupted file is regenerated, with a warning that names it)."""
         for split in self.splits:
             path = self.cache_path(split)
-            if not path.exists():
+            records = self._load(path) if path.exists() else None
+            if records is None:
                 self.generate(split).save(path)
+            else:
+                self.records[split] = records
+
+    def _load(self, path: Path) -> ProcedureRecords | None:
+        """The records cached at ``path``, or None (with a warning naming the file) if it cannot be read."""
+        try:
+            return ProcedureRecords.load(path)
+        except Exception as e:  # truncated, corrupted, or not a records file at all
+            warnings.warn(f"the expert data cache {path} cannot be read ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:120]}); it is generated again", stacklevel=2)
+            return None
 
     def setup(self, stage: str | None = None) -> None:
         for split in self.splits:
             if split not in self.records:
                 path = self.cache_path(split)
-                if not path.exists():  # e.g. a setup() without the trainer's prepare_data()
-                    self.prepare_data()
-                self.records[split] = ProcedureRecords.load(path)
+                records = self._load(path) if path.exists() else None
+                if records is None:  # e.g. a setup() without the trainer's prepare_data(), or a bad file
+                    self.generate(split).save(path)
+                    records = ProcedureRecords.load(path)
+                self.records[split] = records
 
     # ------------------------------------------------------------ loaders
     @property
