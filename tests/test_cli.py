@@ -33,11 +33,14 @@ def test_fit_every_variant(cli, tmp_path, config):
     assert len(values["heldout/success_rate"]) == 2  # evaluated at steps 2 and 4
     ckpts = {p.name for p in run_dir.glob("checkpoints/*.ckpt")}
     assert ckpts == {"last.ckpt", "best.ckpt"}
+    said = proc.stdout + proc.stderr  # where everything went, at the end
+    assert f"checkpoint (chosen on val_envs/" in said and "best.ckpt" in said and "logs (tensorboard --logdir" in said
     # best.ckpt is chosen on the validation mazes, never on the held-out ones
     state = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=False, map_location="cpu")
     (selector,) = [v for k, v in state["callbacks"].items() if k.startswith("ModelCheckpoint") and v["monitor"]]
     assert selector["monitor"] == "val_envs/success_rate"
     assert float(selector["best_model_score"]) == max(values["val_envs/success_rate"])
+    assert values["hp_metric"] == [pytest.approx(float(selector["best_model_score"]))]  # not -1
     if config in ("maze", "maze_aux_bc"):
         assert "heldout/procedure_acc" in values
         assert any("procedure" in tag for tag in images(run_dir))

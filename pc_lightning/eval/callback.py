@@ -52,6 +52,27 @@ class HeldOutEvaluation(Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.evaluate(trainer, pl_module)
 
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Say where the logs and checkpoints went, and log the selected checkpoint's
+        validation score as TensorBoard's ``hp_metric`` (the configs turn off its -1 default)."""
+        selected = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
+        lines = []
+        if trainer.log_dir:
+            lines.append(f"logs (tensorboard --logdir {trainer.log_dir}): {trainer.log_dir}")
+        for cb in trainer.checkpoint_callbacks:
+            path = getattr(cb, "best_model_path", "") or getattr(cb, "last_model_path", "")
+            if path:
+                score = cb.best_model_score if getattr(cb, "monitor", None) else None
+                what = f"chosen on {cb.monitor} = {float(score):.3f}" if score is not None else "the newest"
+                lines.append(f"checkpoint ({what}): {path}")
+        if selected and selected[0].best_model_score is not None:
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.log_hyperparams(dict(pl_module.hparams),
+                                           {"hp_metric": float(selected[0].best_model_score)})
+        if lines:
+            rank_zero_info("\n".join(lines))
+
     @torch.no_grad()
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         datamodule = trainer.datamodule
