@@ -73,7 +73,8 @@ class ProcedureRecords:
         return self.steps[self.offsets[i] : self.offsets[i + 1]]
 
     @classmethod
-    def from_lists(cls, states: list[np.ndarray], procedures: list[np.ndarray], actions: list[int] | list[list[int]],
+    def from_lists(cls, states: list[np.ndarray], procedures: list[np.ndarray],
+                   actions: list[int] | list[list[int]],
                    groups: list[int], meta: dict | None = None) -> "ProcedureRecords":
         if not states:
             raise ValueError("no expert records to store")
@@ -136,7 +137,8 @@ class ProcedureDataset(Dataset):
         action = self.records.actions[i]  # () or (D,)
         if self.augment is not None:
             rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
-            state, steps, action = self.augment(state, steps, int(action) if action.ndim == 0 else action.numpy(), rng)
+            action = int(action) if action.ndim == 0 else action.numpy()
+            state, steps, action = self.augment(state, steps, action, rng)
         action = torch.as_tensor(action, dtype=torch.long)
         state_t = torch.from_numpy(np.asarray(state)).long()
         h, w = state_t.shape

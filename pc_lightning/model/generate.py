@@ -3,9 +3,9 @@
 A sequence stops at the first block x_l for which the domain's ``stop_fn(state, x_l)`` is
 True, at a fixed point (the last ``window`` blocks repeat, so greedy decoding can never
 change again), or after ``max_steps`` blocks; its action (D tokens) is then read by the
-queries hosted at x_l. x_0 is decoded from the state block, or where steps have their own
-shape from one pass of the start block. Finished sequences leave the batch, so late rounds cost only what is
-still running. Whether a block ends its sequence depends on the block alone, so it is
+queries hosted at x_l. x_0 is decoded from the state block, or, where steps have their
+own shape, from one pass of the start block. Finished sequences leave the batch, so late
+rounds cost only what is still running. Whether a block ends its sequence depends on the block alone, so it is
 known before the block's pass, and each block runs through the network once: a block
 that goes on for the next block's logits, a block that ends for the keys and values the
 action query reads.

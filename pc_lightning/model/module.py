@@ -46,7 +46,8 @@ class ProcedureCloner(L.LightningModule):
             frames do; the maze's do not, so it keeps 1).
     """
 
-    def __init__(self, variant: VariantName = "pc", spec: TokenSpec | dict | None = None, d_model: int = 64, n_heads: int = 4,
+    def __init__(self, variant: VariantName = "pc", spec: TokenSpec | dict | None = None, d_model: int = 64,
+                 n_heads: int = 4,
                  n_layers: int = 2, d_ff: int = 256, dropout: float = 0.0, window: int | None = 1,
                  stem_kernel: int = 3, stem_layers: int = 1, patch: tuple[int, int] | list[int] = (1, 1),
                  bit_head: bool = False, lr: float = 3e-4, weight_decay: float = 0.0, warmup_steps: int = 50,
