@@ -55,7 +55,8 @@ class TokenSpec:
         if isinstance(self.action_vocab, (list, tuple)):
             self.action_vocab = [int(v) for v in self.action_vocab]
         if min(self.action_bins, default=0) < 1:
-            raise ValueError(f"action_vocab must be a positive int or a non-empty list of them, got {self.action_vocab}")
+            raise ValueError("action_vocab must be a positive int or a non-empty list of them, "
+                             f"got {self.action_vocab}")
         if self.step_shape is not None:
             self.step_shape = [int(n) for n in self.step_shape]
             if len(self.step_shape) != 2 or min(self.step_shape) < 1:

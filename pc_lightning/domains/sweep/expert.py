@@ -179,13 +179,3 @@ class SweepExpert:
         where = {int(i): j for j, i in enumerate(free)}
         carrying = np.array([where.get(int(i), -1) if i >= 0 else -1 for i in env.carrying])
         return env.particle_positions()[free], env.effector_positions(), carrying
-
-
-def run_expert_episode(env, expert: SweepExpert) -> dict:
-    """The expert plays ``env`` to its end: per decision the observation's inputs and the plan."""
-    plans = []
-    while not env.done:
-        plan = expert.plan(*expert.observe(env))
-        plans.append(plan)
-        env.step(plan.command)
-    return {"plans": plans, "solved": env.solved, "steps": env.steps, "fraction": env.fraction_in_bowls()}

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from pc_lightning.domains.sweep.codec import Codec
 from pc_lightning.domains.sweep.env import SweepConfig, SweepEnv
-from pc_lightning.domains.sweep.expert import SweepExpert, run_expert_episode
+from pc_lightning.domains.sweep.expert import SweepExpert, velocity_bins
 from pc_lightning.eval.suite import EpisodeBatch, EvalSuite
 
 
@@ -24,7 +24,7 @@ class SweepEpisodes(EpisodeBatch):
                  n_bins: int, expert_steps: np.ndarray) -> None:
         self.envs = [SweepEnv(s, particle_count(s, counts), cfg) for s in seeds]
         self.codec = codec
-        self.bins = SweepExpert(cfg, self.envs[0].bowls if self.envs else np.zeros((1, 2)), n_bins).bins
+        self.bins = velocity_bins(cfg, n_bins)
         self.expert_steps = expert_steps
         self.done = np.array([e.done for e in self.envs], dtype=bool)
 
@@ -128,11 +128,14 @@ class SweepSuite(EvalSuite):
     @torch.no_grad()
     def animate(self, module) -> np.ndarray:
         """The suite's first configuration played by ``module`` (left) and by the expert
-        (right), step by step, with the model's plan drawn over its scene. (T, H, W, 3)."""
+        (right), step by step, with the model's plan drawn over its scene and each panel
+        labelled. (T, H, W, 3)."""
+        from PIL import Image, ImageDraw
+
         seed = self.seeds[0]
         run = self.expert_episode(seed)
         env = SweepEnv(seed, particle_count(seed, self.counts), self.cfg)
-        bins = SweepExpert(self.cfg, env.bowls, self.n_bins).bins
+        bins = velocity_bins(self.cfg, self.n_bins)
         frames = []
         for t in range(self.cfg.max_steps):
             obs = self.codec.encode_state(env)
@@ -144,7 +147,11 @@ class SweepSuite(EvalSuite):
                 left = self.codec.render_procedures(obs, steps[:0], steps).permute(1, 2, 0).numpy()
                 left = left[:, -self.codec.cfg.size * 16 :]  # the plan panel
             right = self.codec.scene_rgb(run["states"][min(t, len(run["states"]) - 1)])
-            frames.append(np.concatenate([left, np.full((left.shape[0], 4, 3), 255, np.uint8), right], 1))
+            frame = Image.fromarray(np.concatenate([left, np.full((left.shape[0], 4, 3), 255, np.uint8), right], 1))
+            draw = ImageDraw.Draw(frame)
+            draw.text((3, left.shape[0] - 12), f"model, step {t} (x: its plan)", fill=(0, 0, 0))
+            draw.text((left.shape[1] + 7, left.shape[0] - 12), f"expert, step {min(t, run['steps'])}", fill=(0, 0, 0))
+            frames.append(np.asarray(frame))
             if env.step(bins.decode(action.cpu().numpy().reshape(-1)).reshape(2, 2)):
                 break
         return np.stack(frames)
