@@ -28,6 +28,16 @@ from pc_lightning.model import ProcedureCloner
 from pc_lightning.spec import TokenSpec
 
 
+def _read_checkpoint(path: str) -> object:
+    """The checkpoint at ``path``, memory-mapped so that its tensors are not read (only its
+    hyperparameters are checked; Lightning loads it afterwards); a file torch cannot map
+    (not zip-based) is read whole."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 class ProcedureParser(LightningArgumentParser):
     """LightningCLI's parser, whose "unrecognized arguments" error names the nearest known
     option (``--model.n_layer`` -> ``--model.n_layers``)."""
@@ -89,7 +99,7 @@ class ProcedureCLI(LightningCLI):
         if not Path(path).is_file():
             raise SystemExit(f"{where}: no such file")
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = _read_checkpoint(path)
         except Exception as e:
             first = str(e).splitlines()[0][:100] if str(e) else "unreadable"
             raise SystemExit(f"{where}: not a checkpoint that can be read ({type(e).__name__}: {first})")

@@ -13,7 +13,7 @@ from pc_lightning.data import ProcedureDataModule, ProcedureRecords
 from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.sweep.codec import Codec, DihedralAugment
 from pc_lightning.domains.sweep.env import SweepConfig
-from pc_lightning.domains.sweep.suite import SweepSuite
+from pc_lightning.domains.sweep.suite import SweepSuite, play_expert
 from pc_lightning.spec import TokenSpec
 
 #: Configuration seed ranges per split, disjoint by construction (and checked in ``eval_suites``).
@@ -24,8 +24,7 @@ def expert_episode(kwargs: dict[str, Any]) -> dict[str, Any]:
     """One expert episode as records: states, procedures, actions (bin ids), and its outcome."""
     cfg = SweepConfig(**kwargs["table"])
     codec = Codec(cfg, kwargs["max_particles"])
-    suite = SweepSuite([kwargs["seed"]], tuple(kwargs["counts"]), cfg, codec, kwargs["n_bins"])
-    run = suite.expert_episode(kwargs["seed"])
+    run = play_expert(kwargs["seed"], tuple(kwargs["counts"]), cfg, codec, kwargs["n_bins"])
     return {"states": run["states"], "procedures": [codec.encode_procedure(p) for p in run["plans"]],
             "actions": [p.action.tolist() for p in run["plans"]], "groups": [kwargs["group"]] * len(run["plans"]),
             "solved": run["solved"], "steps": run["steps"]}

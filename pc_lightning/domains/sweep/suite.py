@@ -17,6 +17,20 @@ def particle_count(seed: int, counts: tuple[int, int]) -> int:
     return int(np.random.default_rng([seed, 11]).integers(counts[0], counts[1] + 1))
 
 
+def play_expert(seed: int, counts: tuple[int, int], cfg: SweepConfig, codec: Codec, n_bins: int) -> dict:
+    """The expert's episode on configuration ``seed``: per decision the state tokens and the
+    plan, then the outcome (steps, solved, fraction in bowls)."""
+    env = SweepEnv(seed, particle_count(seed, counts), cfg)
+    expert = SweepExpert(cfg, env.bowls, n_bins)
+    states, plans = [], []
+    while not env.done:
+        states.append(codec.encode_state(env))
+        plans.append(expert.plan(*expert.observe(env)))
+        env.step(plans[-1].command)
+    return {"states": states, "plans": plans, "steps": env.steps, "solved": env.solved,
+            "fraction": env.fraction_in_bowls()}
+
+
 class SweepEpisodes(EpisodeBatch):
     """E tables stepped together; an action is the 4 bin ids of the two effectors' velocities."""
 
@@ -62,17 +76,7 @@ class SweepSuite(EvalSuite):
     def expert_episode(self, seed: int) -> dict:
         """The expert's episode on configuration ``seed`` (cached): plans, states, outcome."""
         if seed not in self._expert:
-            env = SweepEnv(seed, particle_count(seed, self.counts), self.cfg)
-            expert = SweepExpert(self.cfg, env.bowls, self.n_bins)
-            states = []
-            plans = []
-            while not env.done:
-                states.append(self.codec.encode_state(env))
-                plan = expert.plan(*expert.observe(env))
-                plans.append(plan)
-                env.step(plan.command)
-            self._expert[seed] = {"states": states, "plans": plans, "steps": env.steps, "solved": env.solved,
-                                  "fraction": env.fraction_in_bowls()}
+            self._expert[seed] = play_expert(seed, self.counts, self.cfg, self.codec, self.n_bins)
         return self._expert[seed]
 
     def expert_stats(self) -> dict[str, float]:
