@@ -22,6 +22,7 @@ from pathlib import Path
 import jsonargparse
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from pc_lightning.data import ProcedureDataModule
 from pc_lightning.model import ProcedureCloner
@@ -57,7 +58,9 @@ class ProcedureCLI(LightningCLI):
         """``--ckpt_path last``: resume the newest run of this config, logging into it.
 
         Lightning looks for ``last`` only in the new run's own folder (a new TensorBoard
-        version), so on its own it would silently start from scratch."""
+        version), so on its own it would silently start from scratch. The resumed run's
+        TensorBoard log purges what the dead run logged from the checkpoint's step on, so
+        no step is drawn twice (:meth:`before_fit`)."""
         if self.subcommand is None:
             return
         cfg = self.config[self.subcommand]
@@ -75,7 +78,8 @@ class ProcedureCLI(LightningCLI):
         self._checkpoint = self._check_file(cfg.ckpt_path, cfg.model.variant)
         version = found[-1].parent.parent.name.removeprefix("version_")
         args.version = int(version) if version.isdigit() else version
-        print(f"Resuming from {cfg.ckpt_path}", file=sys.stderr)
+        self._resume_step = int(_read_checkpoint(cfg.ckpt_path).get("global_step", 0))
+        print(f"Resuming from {cfg.ckpt_path} (step {self._resume_step})", file=sys.stderr)
 
     # ----------------------------------------------------------------- checkpoint checks
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
@@ -126,6 +130,12 @@ class ProcedureCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self.check_domain()
+        step = getattr(self, "_resume_step", None)
+        for logger in self.trainer.loggers if step is not None else []:
+            # TensorBoard's purge_step: events of this run's folder from the checkpoint's step
+            # on (the dead run's unsaved steps, which this run logs again) are discarded on read
+            if isinstance(logger, TensorBoardLogger) and logger._experiment is None:
+                logger._kwargs["purge_step"] = step
 
     def before_validate(self) -> None:
         self.check_domain()

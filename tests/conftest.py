@@ -29,7 +29,9 @@ def run_cli(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.C
     cmd = [*launcher, *args,
            "--data.init_args.data_dir", str(tmp_path / "data"),
            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    # tests/ on the path: a test may add one of its own callbacks (tests/killer.py)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         print(proc.stdout[-4000:], proc.stderr[-8000:])

@@ -36,6 +36,25 @@ def test_reusing_procedures_changes_nothing_but_the_cost():
     assert cost1 < cost2 / 2  # and it does save work
 
 
+def test_stepping_episodes_in_chunks_changes_nothing():
+    """Issue 14, fault 6: ``max_batch`` bounds a rollout's memory; the episodes do the same."""
+    torch.manual_seed(0)
+    model = ProcedureCloner(spec=MazeDataModule().spec, d_model=16, n_heads=2, d_ff=32).eval()
+    suite = MazeSuite([2_000_000, 2_000_001, 2_000_002], 7, 0.1, episodes_per_maze=3, episode_seed=1)
+    runs = {}
+    for max_batch in (None, 2):
+        policy = PolicyWithMemory(model, len(suite), suite.stop_fn, suite.max_procedure_steps)
+        act, log = recorded(policy)
+        stats = run_episodes(suite.episodes(), act, max_batch=max_batch)
+        calls = [len(i) for i, _ in log]
+        assert max_batch is None or max(calls) <= max_batch
+        runs[max_batch] = (stats, np.concatenate([i for i, _ in log]), torch.cat([a for _, a in log]),
+                           policy.forward_blocks, [len(c.blocks) for c in policy.chains])
+    (s1, i1, a1, c1, l1), (s2, i2, a2, c2, l2) = runs[None], runs[2]
+    assert np.array_equal(i1, i2) and torch.equal(a1, a2)  # the same actions, episode by episode
+    assert all(np.array_equal(s1[k], s2[k]) for k in s1) and c1 == c2 and l1 == l2
+
+
 def test_an_expert_policy_solves_every_episode():
     suite = MazeSuite([2_000_000, 2_000_001], 10, 0.1, episodes_per_maze=4, episode_seed=1)
     episodes = suite.episodes()

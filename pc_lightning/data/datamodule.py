@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from pc_lightning.data.records import Augment, ProcedureDataset, ProcedureRecords, collate
+from pc_lightning.data.resume import ResumableLoader
 from pc_lightning.spec import TokenSpec, variant as get_variant
 
 if TYPE_CHECKING:
@@ -129,7 +131,16 @@ class ProcedureDataModule(L.LightningDataModule):
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+        """Shuffled training batches. On one process a :class:`ResumableLoader`: its order is
+        a function of the seed and the epoch, and a run resumed from a checkpoint continues
+        its epoch where it stopped. Under DDP, Lightning's DistributedSampler (order by seed
+        and epoch; a mid-epoch resume starts the epoch's order again)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            return self._loader("train", train=True)
+        return ResumableLoader(self.dataset("train", augment=self.augment), seed=torch.initial_seed() % 2**31,
+                               batch_size=self.batch_size, drop_last=False, num_workers=self.num_workers,
+                               collate_fn=collate, persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)

@@ -130,13 +130,18 @@ class ProcedureDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, idx: int) -> dict[str, Tensor]:
+    def __getitem__(self, idx: int | tuple[int, int]) -> dict[str, Tensor]:
+        """Example ``idx``; or (idx, seed): with that seed for its augmentation (the
+        training loader's, so that a resumed run augments as the uninterrupted one)."""
+        seed = None
+        if isinstance(idx, tuple):
+            idx, seed = idx
         i, j = self.items[idx]
         state = self.records.states[i].numpy()
         steps = self.records.procedure(i).numpy()
         action = self.records.actions[i]  # () or (D,)
         if self.augment is not None:
-            rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
+            rng = np.random.default_rng(int(torch.randint(2**62, (1,))) if seed is None else seed)
             action = int(action) if action.ndim == 0 else action.numpy()
             state, steps, action = self.augment(state, steps, action, rng)
         action = torch.as_tensor(action, dtype=torch.long)

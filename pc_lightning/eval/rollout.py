@@ -14,16 +14,23 @@ if TYPE_CHECKING:
 
 
 def run_episodes(episodes: "EpisodeBatch", act: Callable[[Tensor, np.ndarray], Tensor],
-                 device: torch.device | str = "cpu", max_rounds: int = 100_000) -> dict[str, np.ndarray]:
-    """Step every running episode with one batched policy call per round until all are done.
+                 device: torch.device | str = "cpu", max_rounds: int = 100_000,
+                 max_batch: int | None = None) -> dict[str, np.ndarray]:
+    """Step every running episode, one batched policy call per round (per ``max_batch``
+    episodes where given), until all are done.
 
-    ``act(obs, idx)`` gets the states (len(idx), H, W) of the running episodes ``idx``."""
+    ``act(obs, idx)`` gets the states (len(idx), H, W) of the running episodes ``idx``.
+    ``max_batch`` bounds the memory of one call (the generation's attention and KV caches
+    grow with the episodes in it) without changing what an episode does: episodes are
+    independent, so a round in chunks acts as one call does."""
     for _ in range(max_rounds):
         idx = np.flatnonzero(~episodes.done)
         if len(idx) == 0:
             break
         obs = torch.from_numpy(episodes.observe(idx)).long().to(device)
-        episodes.step(idx, act(obs, idx).cpu().numpy())
+        size = len(idx) if max_batch is None else max(1, max_batch)
+        actions = [act(obs[lo : lo + size], idx[lo : lo + size]).cpu() for lo in range(0, len(idx), size)]
+        episodes.step(idx, torch.cat(actions).numpy())
     return episodes.stats()
 
 

@@ -179,7 +179,10 @@ def generate(net: ProcedureTransformer, state: Tensor, max_steps: int, stop_fn: 
         hs, context_kv = net.state_pass(state, keys_only=net.cfg.start_token is not None)
         x0, start_kv = _first_blocks(net, state, hs, context_kv)  # (B, Hx, Wx)
     full_context_kv = context_kv
-    steps_out = torch.full((bsz, max_steps, h, w), -1, dtype=torch.long, device=dev)
+    # the generated blocks (B, capacity, Hx, Wx), grown as needed: max_steps can be far more
+    # than a procedure takes (a 31x31 maze allows 961 blocks where a BFS takes ~100)
+    longest = max((len(c.blocks) for c in prefixes or [] if c is not None), default=0)
+    steps_out = torch.full((bsz, min(max_steps, max(64, longest + 1)), h, w), -1, dtype=torch.long, device=dev)
     zeros = torch.zeros(bsz, dtype=torch.long, device=dev)
     cache = [[] for _ in net.layers]
     if start_kv is not None and window != 1:  # x_0's window holds the start block
@@ -198,6 +201,9 @@ def generate(net: ProcedureTransformer, state: Tensor, max_steps: int, stop_fn: 
     forward_blocks = bsz if net.cfg.start_token is not None else 0  # the start blocks
     for _ in range(max_steps):
         st, x = state[run.active], run.x
+        if len(run.rounds) and int(run.rounds.max()) >= steps_out.shape[1]:  # double the capacity, up to max_steps
+            more = min(max_steps, 2 * steps_out.shape[1]) - steps_out.shape[1]
+            steps_out = torch.cat([steps_out, steps_out.new_full((bsz, more, h, w), -1)], 1)
         steps_out[run.active, run.rounds] = x
         lengths[run.active] = run.rounds + 1
         same = (x == run.prev).flatten(1).all(1)
@@ -237,6 +243,8 @@ def generate(net: ProcedureTransformer, state: Tensor, max_steps: int, stop_fn: 
             old = prefixes[b] if prefixes is not None else None
             if old is not None and len(old.blocks) > len(own) and reusable and torch.equal(old.context, contexts[b]):
                 own = old.blocks  # a longer chain already known: keep all of it
+            else:  # a copy of its own blocks: a view would keep the whole (B, max_steps, ...) buffer alive
+                own = own.clone()
             kv = [(k[b], v[b]) for k, v in full_context_kv] if hidden else None
             out.append(Chain(own, contexts[b], kv))
         return out
