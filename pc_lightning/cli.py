@@ -14,8 +14,10 @@ vocabularies into the model.
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -64,6 +66,8 @@ class ProcedureCLI(LightningCLI):
         if self.subcommand is None:
             return
         cfg = self.config[self.subcommand]
+        if self.subcommand in ("test", "validate", "predict"):
+            self._beside_checkpoint(cfg)
         if cfg.get("ckpt_path") != "last":
             return
         logger = cfg.trainer.get("logger")
@@ -80,6 +84,27 @@ class ProcedureCLI(LightningCLI):
         args.version = int(version) if version.isdigit() else version
         self._resume_step = int(_read_checkpoint(cfg.ckpt_path).get("global_step", 0))
         print(f"Resuming from {cfg.ckpt_path} (step {self._resume_step})", file=sys.stderr)
+
+    def _beside_checkpoint(self, cfg) -> None:
+        """``test`` (validate, predict) of a run's checkpoint logs into that run's folder:
+        ``<run>/test/version_K`` (its own TensorBoard run, so its step-0 numbers do not fall
+        on the training curves, and K counts the evaluations of that run), and the
+        checkpoint callbacks keep the run's own folder, so Lightning does not warn that
+        their "dirpath has changed". A checkpoint outside a run folder: a new run, as before."""
+        path = cfg.get("ckpt_path")
+        if not path or path in ("last", "best", "hpc", "registry"):
+            return
+        path = Path(path)
+        if path.parent.name != "checkpoints" or not path.parent.parent.name.startswith("version_"):
+            return
+        logger = cfg.trainer.get("logger")
+        args = getattr(logger, "init_args", None)
+        if args is None or "save_dir" not in args:
+            return
+        args.save_dir, args.name, args.version = str(path.parent.parent), self.subcommand, None
+        for cb in cfg.trainer.get("callbacks") or []:
+            if str(getattr(cb, "class_path", "")).endswith("ModelCheckpoint") and getattr(cb, "init_args", None) is not None:
+                cb.init_args.dirpath = str(path.parent)
 
     # ----------------------------------------------------------------- checkpoint checks
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
@@ -153,9 +178,27 @@ class ProcedureCLI(LightningCLI):
         parser.link_arguments("data.spec", "model.spec", apply_on="instantiate")
 
 
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertisements ("💡 Tip: ... litlogger / litmodels") and nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+def quiet_console() -> None:
+    """What the CLI's console leaves out: Lightning's advertisements, and the deprecation
+    warning Lightning's own code raises about torch's ``LeafSpec`` (not ours to fix).
+    Filters scoped to those messages; every other warning still shows."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoTips())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 def build_cli(args: list[str] | None = None, run: bool = True) -> ProcedureCLI:
     """Parse ``args`` (default: the command line) and, with ``run``, run the subcommand
     (without it, ``args`` has no subcommand: the classes are only instantiated); returns the CLI."""
+    quiet_console()
     jsonargparse.set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
     return ProcedureCLI(
         ProcedureCloner,
@@ -171,8 +214,16 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ProcedureCLI:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``pc-lightning`` console script. Returns None: the script passes
-    the return value to ``sys.exit``, where anything else would be a failure status."""
+    """Entry point of the ``pc-lightning`` console script: Lightning's subcommands (fit,
+    validate, test, predict), and ``study`` (a grid of fits, :mod:`pc_lightning.study`).
+    Returns None: the script passes the return value to ``sys.exit``, where anything else
+    would be a failure status."""
+    argv = sys.argv[1:] if args is None else args
+    if argv[:1] == ["study"]:
+        from pc_lightning.study import main as study_main
+
+        study_main(argv[1:])
+        return
     build_cli(args)
 
 

@@ -20,7 +20,8 @@ TINY = [
 ]
 
 
-def run_cli(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], tmp_path: Path, timeout: int = 300, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
     """Run ``pc-lightning`` in a subprocess (so DDP never re-launches pytest), data and logs in
     tmp_path. The installed console script is used where there is one: its exit status is
     what a user's shell sees."""
@@ -31,7 +32,8 @@ def run_cli(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.C
            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
     # tests/ on the path: a test may add one of its own callbacks (tests/killer.py)
     env = {**os.environ, "PYTHONWARNINGS": "ignore",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])),
+           **(env or {})}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         print(proc.stdout[-4000:], proc.stderr[-8000:])

@@ -57,9 +57,15 @@ def test_resume_last_and_test_a_checkpoint(cli, tmp_path):
     steps = [e for e in scalars(run_dir)["heldout/success_rate"]]
     assert len(steps) == 3, "evaluated at steps 2 and 4, then once more at 6 after resuming"
     tested = cli(["test", "--config", "conf/maze.yaml", *TINY, "--data.init_args.heldout_size", "10",
-                  "--ckpt_path", str(run_dir / "checkpoints" / "best.ckpt")])
+                  "--ckpt_path", str(run_dir / "checkpoints" / "best.ckpt")], env={"PYTHONWARNINGS": "default"})
     assert tested.returncode == 0
-    assert "heldout/success_rate" in tested.stdout
+    assert "heldout" in tested.stdout and "success_rate" in tested.stdout
+    # test results go beside the checkpoint's run, in their own TensorBoard run; no new run folder
+    assert sorted(p.name for p in (tmp_path / "runs" / "maze_pc").iterdir()) == ["version_0"]
+    assert "heldout/success_rate" in scalars(run_dir / "test" / "version_0")
+    console = tested.stdout + tested.stderr  # with warnings on: what a user sees
+    assert "dirpath has changed" not in console
+    assert "💡 Tip" not in console and "LeafSpec" not in console, "Lightning's adverts and its own deprecation"
 
 
 def test_resume_last_without_a_run_is_explained(cli):
@@ -87,10 +93,13 @@ def test_a_bad_maze_size_is_explained(cli):
 
 
 def test_ddp_two_processes_on_cpu(cli, tmp_path):
-    proc = cli(["fit", "--config", "conf/maze.yaml", *TINY, "--trainer.devices", "2", "--trainer.strategy", "ddp"])
+    proc = cli(["fit", "--config", "conf/maze.yaml", *TINY, "--trainer.devices", "2", "--trainer.strategy", "ddp"],
+               env={"PYTHONWARNINGS": "default"})
     assert proc.returncode == 0
     values = scalars(next((tmp_path / "runs").glob("*/version_0")))
     assert len(values["heldout/success_rate"]) == 2
+    # the evaluation's numbers are already means over the ranks: no advice to sync them
+    assert "heldout/success_rate', ..., sync_dist=True" not in proc.stdout + proc.stderr
 
 
 def test_an_unknown_variant_is_named_at_its_key(cli):

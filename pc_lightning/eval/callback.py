@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+import warnings
 
 import lightning as L
 import numpy as np
@@ -46,6 +48,7 @@ class HeldOutEvaluation(Callback):
         self.n_probes = n_probes
         self.log_images = log_images
         self._validations = 0
+        self._silenced: set[str] = set()
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -113,6 +116,11 @@ class HeldOutEvaluation(Callback):
                 if frames is not None:
                     self._log_gif(trainer, f"{name}/episode_real_left_imagined_right", frames)
         for key, value in results.items():
+            # already the mean over all ranks (torchmetrics): Lightning's advice to sync it
+            # under DDP is a false alarm for these keys, silenced for them alone
+            if key not in self._silenced:
+                warnings.filterwarnings("ignore", message=re.escape(f"It is recommended to use `self.log({key!r}, ..."))
+                self._silenced.add(key)
             pl_module.log(key, value, rank_zero_only=False, sync_dist=False)
         rank_zero_info(self.table(trainer.global_step, results))
         if was_training:

@@ -41,9 +41,10 @@ def reached_agent(state: Tensor, step: Tensor) -> Tensor:
     return ((state == AGENT) & (step != UNREACHED)).flatten(1).any(1)
 
 
-def maps_match_up_to_ties(expert: np.ndarray, generated: np.ndarray) -> np.ndarray:
-    """Per step l < min(len): does generated x_l equal the expert's x_l where an action may
-    differ only for another equally short one? expert (L+1, H, W), generated (n, H, W) -> (n,) bool.
+def cells_match_up_to_ties(expert: np.ndarray, generated: np.ndarray) -> np.ndarray:
+    """Per step l < min(len) and cell: does generated x_l equal the expert's x_l there, where
+    an action may differ only for another equally short one? expert (L+1, H, W), generated
+    (n, H, W) -> (n, H, W) bool.
 
     The expert breaks ties in the order up, down, left, right; that order is not invariant
     under rotations and reflections, so a model trained with symmetry augmentation may
@@ -61,7 +62,14 @@ def maps_match_up_to_ties(expert: np.ndarray, generated: np.ndarray) -> np.ndarr
     gen_action = gen - 2
     is_action = (gen_action >= 0) & (gen_action < N_ACTIONS) & (exp >= 2) & (exp < 2 + N_ACTIONS)
     tie_ok = is_action & optimal[np.clip(gen_action, 0, N_ACTIONS - 1), np.arange(h)[:, None], np.arange(w)]
-    return ((gen == exp) | tie_ok).reshape(n, -1).all(1)
+    return (gen == exp) | tie_ok
+
+
+def maps_match_up_to_ties(expert: np.ndarray, generated: np.ndarray) -> np.ndarray:
+    """Per step l < min(len): is generated x_l the expert's x_l up to ties
+    (:func:`cells_match_up_to_ties` at every cell)? -> (n,) bool."""
+    match = cells_match_up_to_ties(expert, generated)
+    return match.reshape(len(match), -1).all(1)
 
 
 # ------------------------------------------------------------------ augmentation
@@ -113,21 +121,53 @@ def render_grid(state: np.ndarray, step: np.ndarray | None = None, scale: int = 
     return rgb.repeat(scale, 0).repeat(scale, 1)
 
 
-def render_procedures(state: np.ndarray, expert: np.ndarray, generated: np.ndarray, max_cols: int = 8) -> Tensor:
-    """Expert maps (top row) beside generated maps (bottom row) for one state: (3, H', W') uint8.
+_KEY = [("unreached", _STEP_RGB[UNREACHED]), ("goal", _STEP_RGB[AT_GOAL]), ("up", _STEP_RGB[2]),
+        ("down", _STEP_RGB[3]), ("left", _STEP_RGB[4]), ("right", _STEP_RGB[5]), ("wall", _STEP_RGB[BLOCKED]),
+        ("agent", _STATE_RGB[AGENT])]
+_WRONG_RGB = np.array([255, 0, 0], dtype=np.uint8)
 
-    The first column is the state; the other columns are steps spread over the longer
-    of the two procedures (a missing step is drawn blank)."""
+
+def render_procedures(state: np.ndarray, expert: np.ndarray, generated: np.ndarray, max_cols: int = 8,
+                      scale: int = 6) -> Tensor:
+    """The expert's maps (row "expert") over the model's (row "model") for one state, with
+    step numbers, a colour key, and the model's wrong cells marked (a red dot: not the
+    expert's token, nor an equally short action where the expert broke a tie otherwise):
+    (3, H', W') uint8.
+
+    The first column is the state; the others are steps x_l spread over the longer of the
+    two procedures, all of them where they fit in ``max_cols`` (a step one procedure does not
+    have is drawn blank)."""
+    from PIL import Image, ImageDraw
+
     length = max(len(expert), len(generated))
     cols = np.unique(np.linspace(0, length - 1, num=min(max_cols, length)).round().astype(int))
-    blank = render_grid(np.full_like(state, FREE))
-
-    def row(maps: np.ndarray) -> np.ndarray:
-        tiles = [render_grid(state)] + [render_grid(state, maps[c]) if c < len(maps) else blank for c in cols]
-        sep = np.full((tiles[0].shape[0], 4, 3), 255, dtype=np.uint8)
-        return np.concatenate([t for tile in tiles for t in (tile, sep)], axis=1)
-
-    top, bottom = row(expert), row(generated)
-    gap = np.full((4, top.shape[1], 3), 255, dtype=np.uint8)
-    img = np.concatenate([top, gap, bottom], axis=0)
-    return torch.from_numpy(img).permute(2, 0, 1).contiguous()
+    match = cells_match_up_to_ties(expert, generated)  # (min len, H, W)
+    h, w = state.shape
+    th, tw = h * scale, w * scale  # tile size
+    label_w, head_h, sep = 52, 14, 4
+    key_h = 16
+    width = label_w + (len(cols) + 1) * (tw + sep)
+    img = Image.new("RGB", (max(width, 8 * 62), head_h + 2 * (th + sep) + key_h), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    for j, title in enumerate(["state"] + [f"x{c}" for c in cols]):
+        draw.text((label_w + j * (tw + sep) + 2, 1), title, fill=(0, 0, 0))
+    for r, (name, maps) in enumerate((("expert", expert), ("model", generated))):
+        y = head_h + r * (th + sep)
+        draw.text((2, y + th // 2 - 5), name, fill=(0, 0, 0))
+        img.paste(Image.fromarray(render_grid(state, scale=scale)), (label_w, y))
+        for j, c in enumerate(cols):
+            x = label_w + (j + 1) * (tw + sep)
+            tile = render_grid(state, maps[c], scale) if c < len(maps) else render_grid(np.full_like(state, FREE), scale=scale)
+            if r == 1 and c < len(match):
+                tile = tile.copy()
+                for i, k in np.argwhere(~match[c]):  # a dot in the middle of each wrong cell
+                    cy, cx = i * scale + scale // 2, k * scale + scale // 2
+                    tile[max(cy - 1, 0) : cy + 2, max(cx - 1, 0) : cx + 2] = _WRONG_RGB
+            img.paste(Image.fromarray(tile), (x, y))
+    y = head_h + 2 * (th + sep) + 2
+    x = 2
+    for name, rgb in _KEY + [("wrong", _WRONG_RGB)]:
+        draw.rectangle([x, y + 2, x + 9, y + 11], fill=tuple(int(v) for v in rgb), outline=(0, 0, 0))
+        draw.text((x + 12, y), name, fill=(0, 0, 0))
+        x += 14 + 6 * len(name) + 6
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()

@@ -170,20 +170,22 @@ class Codec:
         img[tok >= self.pad] = 255
         return img.repeat(scale, 0).repeat(scale, 1)
 
+    def colour_key(self) -> list[tuple[str, np.ndarray]]:
+        """(name, colour) of each of the game's channels (a cell shows its highest channel)."""
+        import minatar
+
+        names = sorted(minatar.Environment(self.game).env.channels.items(), key=lambda kv: kv[1])
+        return [(name, self._palette[c + 1]) for name, c in names] + [("not a frame", np.array([255, 255, 255]))]
+
     def render_procedures(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
-        """Image (3, H', W'): the state, then the expert's PV frames (top row) and the
-        generated ones (bottom row)."""
-        def tile(block: np.ndarray) -> np.ndarray:
-            return self.frame_rgb(block[:10])
+        """Image (3, H', W'): rows "expert" and "model", each the state then the frames of
+        its procedure's steps x_0, x_1, ... (titled), with the channels' colour key."""
+        from pc_lightning.eval.pictures import labelled_grid
 
         cols = max(len(expert), len(generated))
-        gap = np.full((80, 4, 3), 255, dtype=np.uint8)
         blank = np.zeros((80, 80, 3), dtype=np.uint8)
-        rows = []
-        for seq in (expert, generated):
-            row = [self.frame_rgb(state[:10]), gap]
-            for i in range(cols):
-                row += [tile(seq[i]) if i < len(seq) else blank, gap]
-            rows.append(np.concatenate(row, 1))
-        img = np.concatenate([rows[0], np.full((4, rows[0].shape[1], 3), 255, np.uint8), rows[1]], 0)
+        rows = [(name, [self.frame_rgb(state[:10])] + [self.frame_rgb(seq[i][:10]) if i < len(seq) else blank
+                                                       for i in range(cols)])
+                for name, seq in (("expert", expert), ("model", generated))]
+        img = labelled_grid(rows, ["state"] + [f"x{i}" for i in range(cols)], self.colour_key())
         return torch.from_numpy(img).permute(2, 0, 1).contiguous()

@@ -11,6 +11,7 @@ from torch import Tensor
 from pc_lightning.domains.minatar.codec import Codec
 from pc_lightning.domains.minatar.env import frame_tokens, make_env
 from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
+from pc_lightning.eval.pictures import labelled_grid
 from pc_lightning.eval.rollout import procedure_accuracy
 from pc_lightning.eval.suite import EpisodeBatch, EvalSuite
 
@@ -124,8 +125,9 @@ class MinAtarSuite(EvalSuite):
             first = self.codec.first_imagined
             if gen is not None and int(gen.lengths[0]) > first:
                 imagined = self.codec.frame_rgb(gen.steps[0, first, :10].cpu().numpy())
-            frames.append(np.concatenate([self.codec.frame_rgb(obs[:10]), np.full((80, 4, 3), 255, np.uint8),
-                                          imagined], 1))
+            frames.append(labelled_grid([(f"t={len(frames)}", [self.codec.frame_rgb(obs[:10]), imagined])],
+                                        ["real", "imagined" if module.uses_procedure else "(BC: none)"],
+                                        self.codec.colour_key()))
             _, terminal = env.act(int(action[0]))
             if terminal:
                 break
