@@ -9,7 +9,7 @@ from conftest import run_cli
 from pc_lightning.domains.sweep import SweepDataModule
 from pc_lightning.domains.sweep.codec import EFFECTOR, FULL_EFFECTOR, PARTICLE, Codec
 from pc_lightning.domains.sweep.env import SweepConfig, SweepEnv
-from pc_lightning.domains.sweep.expert import GAIN, SweepExpert, from_level, to_level
+from pc_lightning.domains.sweep.expert import GAIN, ROUTE_STEPS, SweepExpert, from_level, to_level
 from pc_lightning.domains.sweep.suite import SweepSuite, particle_count
 
 CFG = SweepConfig()
@@ -83,6 +83,8 @@ def test_codec_round_trip_within_the_binning_error():
         n = len(plan.particles)
         assert np.array_equal(blocks[0, :n, :2], plan.particles)
         assert np.array_equal(blocks[2, 12:, :2], plan.waypoints)
+        step = blocks[2, 12:, 2:4] - codec.step - ROUTE_STEPS  # (2, 2) waypoint - effector, levels
+        assert np.array_equal(step, plan.waypoints - plan.effectors) and np.abs(step).max() <= ROUTE_STEPS
         assert codec.stop_fn(torch.zeros(3, 16, 16), torch.from_numpy(blocks)).tolist() == [False, False, True]
         # the action block decodes to the bin centres, within half a bin of the unbinned command
         v = GAIN * (from_level(plan.waypoints) - from_level(plan.effectors))

@@ -19,10 +19,13 @@ a bowl in raster order, then unused rows, then the two effectors; column 4 the s
                  effector [goal x, goal y, PAD, PAD, STAGE_1]   (its particle's bowl if it carries
                                                                  it, else the particle; PAD: no target)
     x_2 plan     particle [PAD, PAD, PAD, PAD, STAGE_2]
-                 effector [waypoint x, waypoint y, x, y, STAGE_2]
+                 effector [waypoint x, waypoint y, STEP dx, STEP dy, STAGE_2]
 
 Coordinates are levels 0 .. 2*size - 1 (position = (level + 0.5) / 2 cells), the token
-ids 0 .. 2*size - 1. Unused rows are PAD but for their stage. Generation stops at STAGE_2.
+ids 0 .. 2*size - 1. A step is waypoint - effector in levels per axis, -R .. R with R =
+``expert.ROUTE_STEPS``, token STEP + R + d: the action is a function of the two step tokens
+alone (``expert.py``, *act*). Unused rows are PAD but for their stage. Generation stops at
+STAGE_2.
 
 Action block: 4 tokens, effector 0 (vx, vy), effector 1 (vx, vy), each one of ``n_bins``
 uniform bins over [-max_speed, max_speed] (``expert.velocity_bins``). The expert executes
@@ -37,7 +40,7 @@ import torch
 from torch import Tensor
 
 from pc_lightning.domains.sweep.env import N_EFFECTORS, SweepConfig
-from pc_lightning.domains.sweep.expert import Plan, from_level, to_level
+from pc_lightning.domains.sweep.expert import ROUTE_STEPS, Plan, from_level, to_level
 
 TABLE, BOWL, IN_BOWL, PARTICLE = 0, 1, 2, 3
 EFFECTOR, FULL_EFFECTOR = 7, 15
@@ -57,7 +60,8 @@ class Codec:
         self.free = self.pad + 1
         self.carried = self.free + 1  # + k
         self.owner = self.carried + N_EFFECTORS  # + k
-        self.stage = self.owner + N_EFFECTORS  # + l
+        self.step = self.owner + N_EFFECTORS  # + ROUTE_STEPS + d, d in -R .. R
+        self.stage = self.step + 2 * ROUTE_STEPS + 1  # + l
         self.step_vocab = self.stage + STAGES
         self.state_vocab = STATE_VOCAB
         self.step_shape = (max_particles + N_EFFECTORS, N_COLUMNS)
@@ -119,7 +123,7 @@ class Codec:
                 out[1, self.max_particles + k, :2] = plan.bowl_of[t] if carrying else plan.particles[t]
         # x_2: plan
         out[2, eff, :2] = plan.waypoints
-        out[2, eff, 2:4] = plan.effectors
+        out[2, eff, 2:4] = self.step + ROUTE_STEPS + (plan.waypoints - plan.effectors)
         return out
 
     def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
@@ -218,18 +222,18 @@ class DihedralAugment:
             s = s[::-1]
         s = _quarter_tokens(flip_x, flip_y, swap)[s]
         x = np.array(steps, dtype=np.int64, copy=True)  # (L, P + 2, 5)
-        top = c.levels - 1
-        for a, b in ((0, 1), (2, 3)):  # coordinate column pairs (x, y)
+        # coordinate column pairs (x, y): levels mirror about the table (id top - v), steps about 0
+        for (a, b), lo, top in (((0, 1), 0, c.levels - 1), ((2, 3), c.step, c.step + 2 * ROUTE_STEPS)):
             xy = x[:, :, [a, b]]
-            has = xy < c.levels
+            has = (xy >= lo) & (xy <= top)
             if swap:
                 xy = xy[..., ::-1]
                 has = has[..., ::-1]
             xy = xy.copy()
             if flip_x:
-                xy[..., 0] = np.where(has[..., 0], top - xy[..., 0], xy[..., 0])
+                xy[..., 0] = np.where(has[..., 0], lo + top - xy[..., 0], xy[..., 0])
             if flip_y:
-                xy[..., 1] = np.where(has[..., 1], top - xy[..., 1], xy[..., 1])
+                xy[..., 1] = np.where(has[..., 1], lo + top - xy[..., 1], xy[..., 1])
             x[:, :, [a, b]] = xy
         n = int((x[0, : c.max_particles, 0] < c.levels).sum())  # particles in use, rows 0 .. n-1
         order = np.lexsort((x[0, :n, 0], x[0, :n, 1]))

@@ -51,7 +51,7 @@ class SweepDataModule(ProcedureDataModule):
     """
 
     domain = "sweep"
-    generator_version = "1"
+    generator_version = "2"  # 2: bounded waypoints, step tokens in x_2
 
     def __init__(self, n_train_configs: int = 40, n_val_configs: int = 4, particles: tuple[int, int] = (4, 8),
                  shift_particles: tuple[int, int] = (10, 12), max_particles: int = 12, n_val_env_configs: int = 16,

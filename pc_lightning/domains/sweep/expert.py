@@ -10,12 +10,14 @@ Per decision, in order (each step is one block of the procedure, ``codec.py``):
 2. *Assign*: each particle's bowl (the nearest one), and each effector's target: the
    particle it carries, or, for the empty ones, the particles not carried by anyone, one
    each, the pair with the least total distance (one particle left: the nearer effector).
-3. *Plan*: each effector's waypoint, a few levels along the shortest route (8-connected,
-   over the levels, on the table and clear of the other particles) to its target: the
-   target's bowl for a full spatula, the particle itself for an empty one (it scoops the
-   particle on contact).
-4. *Act*: each effector's velocity, ``gain`` x (waypoint - position), its norm clipped to
-   ``max_speed``, binned per axis (the executed command is the bin's centre).
+3. *Plan*: each effector's waypoint, ROUTE_STEPS levels along the shortest route
+   (8-connected, over the levels, on the table and clear of the other particles) to its
+   target (nearer if the target is nearer): the target's bowl for a full spatula, the
+   particle itself for an empty one (it scoops the particle on contact). Its *step*, the
+   waypoint minus the effector's level, is then at most ROUTE_STEPS levels per axis.
+4. *Act*: each effector's velocity, ``gain`` x the step in cells, its norm clipped to ``max_speed``,
+   binned per axis (the executed command is the bin's centre): a function of the step
+   alone.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class Plan:
     bowl_of: np.ndarray  # (n, 2) levels of each particle's bowl
     target: np.ndarray  # (2,) each effector's particle (row of ``particles``), -1 none
     owner: np.ndarray  # (n,) the effector that targets each particle, -1 none
-    waypoints: np.ndarray  # (2, 2) levels
+    waypoints: np.ndarray  # (2, 2) levels, at most ROUTE_STEPS from the effector's per axis
     action: np.ndarray  # (4,) bin ids: effector 0 (vx, vy), effector 1 (vx, vy)
     command: np.ndarray  # (2, 2) the executed velocities (bin centres), cells/s
 
@@ -86,7 +88,8 @@ class SweepExpert:
 
     def route(self, e: np.ndarray, b: np.ndarray, free: np.ndarray) -> np.ndarray:
         """The point ROUTE_STEPS levels along a shortest 8-connected path over ``free`` from
-        the effector at e to the push point b (cells); b itself where no path exists."""
+        the effector at e to the push point b (cells); where no path exists, ROUTE_STEPS
+        levels straight towards b (per axis)."""
         goal, start = to_level(b)[::-1], to_level(e)[::-1]  # (row, col)
         free = free.copy()
         free[tuple(goal)] = free[tuple(start)] = True
@@ -102,7 +105,8 @@ class SweepExpert:
             dist = new
         here = start + 1
         if not np.isfinite(dist[tuple(here)]):
-            return b
+            step = np.clip(goal - start, -ROUTE_STEPS, ROUTE_STEPS)
+            return from_level((start + step)[::-1])
         for _ in range(ROUTE_STEPS):
             if dist[tuple(here)] == 0:
                 break
@@ -112,8 +116,6 @@ class SweepExpert:
 
     def waypoint(self, e: np.ndarray, goal: np.ndarray, others: np.ndarray) -> np.ndarray:
         """Where an effector at e goes on its way to ``goal``, clear of the particles ``others`` (cells)."""
-        if not len(others):
-            return goal
         return self.route(e, goal, self.free_cells(others, np.full(len(others), self.contact)))
 
     def plan(self, particle_pos: np.ndarray, effector_pos: np.ndarray, carrying: np.ndarray) -> Plan:
@@ -165,7 +167,7 @@ class SweepExpert:
             others = np.array([p[i] for i in range(n) if i != t and carried_by[i] < 0]).reshape(-1, 2)
             waypoints[k] = self.waypoint(e[k], goal, others)
         wl = to_level(waypoints)
-        v = GAIN * (from_level(wl) - e)  # from the waypoint's level: what the procedure holds
+        v = GAIN * (wl - el) / 2  # from the step in levels: what the procedure holds
         speed = np.linalg.norm(v, axis=1, keepdims=True)
         v = v * np.minimum(1.0, self.cfg.max_speed / np.maximum(speed, 1e-9))
         action = self.bins.encode(v.reshape(-1))
