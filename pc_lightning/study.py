@@ -1,0 +1,340 @@
+"""``pc-lightning study``: held-out success against the amount of training data, PC vs the
+BC variants, with intervals: the grid of ordinary fits behind the paper's central figure.
+
+    pc-lightning study --config conf/study/maze.yaml [--quick] [--workers N] [--out DIR]
+
+A study config names a domain's config per variant, the x axis (a config key and its
+values, e.g. ``data.init_args.n_train_mazes``), the seeds, and overrides shared by every
+cell. Each cell (variant, x, seed) is a normal run, ``pc-lightning fit`` in a subprocess,
+with its own TensorBoard folder and checkpoints under ``<out>/cells/<cell>``; its
+held-out number is then measured by ``pc-lightning test`` on the ``best.ckpt`` that the
+fit chose on ``val_envs`` (never on held-out), plus one test per extra evaluation (e.g.
+31x31 mazes zero-shot).
+
+A finished cell is recorded in ``<cell>/result.json`` with a hash of everything that
+defines it (its arguments and the bytes of the configs they read), and is never
+recomputed: an interrupted study, rerun with the same command, continues where it
+stopped (a cell that was cut off starts again). Cells run in a local pool of ``workers``
+processes, each limited to ``threads`` CPU threads, so the pool does not oversubscribe
+the machine. Aggregation (rliable): per variant and x, the interquartile mean over seeds
+and its 95% stratified-bootstrap interval, written as a Markdown table and a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+ROOT_KEYS = {"name", "variants", "x", "seeds", "metric", "overrides", "extra_tests", "expert", "workers", "threads",
+             "out", "quick", "title"}
+
+
+@dataclass
+class Cell:
+    """One run of the grid."""
+
+    variant: str
+    x: Any
+    seed: int
+    args: list[str]  # the fit's arguments after "fit"
+    config_files: list[Path]
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant}-x{self.x}-s{self.seed}"
+
+    @property
+    def digest(self) -> str:
+        """Hash of everything that defines the cell: its arguments and its configs' bytes."""
+        h = hashlib.sha256(json.dumps(self.args).encode())
+        for f in self.config_files:
+            h.update(f.read_bytes())
+        return h.hexdigest()[:12]
+
+
+@dataclass
+class Study:
+    """A parsed study config (see the module docstring and ``conf/study/maze.yaml``)."""
+
+    name: str
+    variants: dict[str, str]
+    x_key: str
+    x_label: str
+    x_values: list[Any]
+    seeds: list[int]
+    metric: str
+    overrides: list[str]
+    extra_tests: dict[str, list[str]] = field(default_factory=dict)
+    expert: float | None = None
+    workers: int | None = None
+    threads: int = 1
+    out: Path = Path("runs/study")
+    title: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path, quick: bool = False) -> "Study":
+        path = Path(path)
+        if not path.is_file():
+            raise SystemExit(f"--config {path}: no such file")
+        raw = yaml.safe_load(path.read_text()) or {}
+        unknown = set(raw) - ROOT_KEYS
+        if unknown:
+            raise SystemExit(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(ROOT_KEYS)})")
+        for key in ("name", "variants", "x", "seeds", "metric"):
+            if key not in raw:
+                raise SystemExit(f"{path}: missing key {key!r}")
+        if quick:
+            q = raw.get("quick")
+            if not q:
+                raise SystemExit(f"{path}: --quick needs a 'quick' section")
+            for key, value in q.items():
+                if key == "x_values":
+                    raw["x"]["values"] = value
+                elif key == "variants":
+                    raw["variants"] = {v: raw["variants"][v] for v in value}
+                elif key == "overrides":
+                    raw["overrides"] = list(raw.get("overrides", [])) + list(value)
+                elif key in ("seeds", "extra_tests", "name"):
+                    raw[key] = value
+                else:
+                    raise SystemExit(f"{path}: quick.{key} is not a key --quick can set")
+        x = raw["x"]
+        return cls(name=raw["name"], variants=dict(raw["variants"]), x_key=x["key"], x_label=x.get("label", x["key"]),
+                   x_values=list(x["values"]), seeds=[int(s) for s in raw["seeds"]], metric=raw["metric"],
+                   overrides=[str(a) for a in raw.get("overrides", [])],
+                   extra_tests={k: [str(a) for a in v] for k, v in (raw.get("extra_tests") or {}).items()},
+                   expert=raw.get("expert"), workers=raw.get("workers"), threads=int(raw.get("threads", 1)),
+                   out=Path(raw.get("out", f"runs/study/{raw['name']}")), title=raw.get("title", ""))
+
+    def cells(self) -> list[Cell]:
+        out = []
+        for variant, config in self.variants.items():
+            files = config_chain(Path(config))
+            for x in self.x_values:
+                for seed in self.seeds:
+                    args = ["--config", config, *self.overrides, f"--{self.x_key}", str(x),
+                            "--seed_everything", str(seed)]
+                    out.append(Cell(variant, x, seed, args, files))
+        return out
+
+
+def config_chain(path: Path) -> list[Path]:
+    """A config and the configs it includes (``config: other.yaml``), whose bytes define a cell."""
+    if not path.is_file():
+        raise SystemExit(f"study variant config {path}: no such file")
+    files = [path]
+    raw = yaml.safe_load(path.read_text()) or {}
+    if isinstance(raw, dict) and isinstance(raw.get("config"), str):
+        files += config_chain(path.parent / raw["config"])
+    return files
+
+
+# ---------------------------------------------------------------------------- running
+def _cli() -> list[str]:
+    script = Path(sys.executable).parent / "pc-lightning"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pc_lightning.cli"]
+
+
+def _scalar(run_dir: Path, tag: str) -> float:
+    """The last value of ``tag`` in a TensorBoard folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    if tag not in acc.Tags()["scalars"]:
+        raise RuntimeError(f"{run_dir}: no {tag!r} logged")
+    return float(acc.Scalars(tag)[-1].value)
+
+
+def run_cell(study: Study, cell: Cell, log) -> dict:
+    """Fit the cell, test its ``best.ckpt`` (and each extra test), record ``result.json``."""
+    cell_dir = study.out / "cells" / cell.name
+    result_file = cell_dir / "result.json"
+    digest = cell.digest
+    if result_file.is_file():
+        done = json.loads(result_file.read_text())
+        if done.get("digest") == digest:
+            return done
+    if cell_dir.exists():
+        shutil.rmtree(cell_dir)  # cut off, or made by another definition: start it again
+    cell_dir.mkdir(parents=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(study.threads), "MKL_NUM_THREADS": str(study.threads)}
+    where = ["--trainer.logger.init_args.save_dir", str(cell_dir), "--trainer.logger.init_args.name", "run",
+             "--trainer.enable_progress_bar", "false"]
+    start = time.perf_counter()
+    with open(cell_dir / "fit.log", "w") as out:
+        proc = subprocess.run([*_cli(), "fit", *cell.args, *where], stdout=out, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cell {cell.name}: fit failed (exit {proc.returncode}); see {cell_dir / 'fit.log'}")
+    fit_s = time.perf_counter() - start
+    ckpt = next((cell_dir / "run").glob("version_*/checkpoints/best.ckpt"), None)
+    if ckpt is None:
+        raise RuntimeError(f"cell {cell.name}: no best.ckpt under {cell_dir / 'run'}")
+    result = {"variant": cell.variant, "x": cell.x, "seed": cell.seed, "digest": digest, "fit_s": round(fit_s, 1)}
+    for k, (test_name, extra) in enumerate([("heldout", [])] + list(study.extra_tests.items())):
+        with open(cell_dir / f"test_{test_name}.log", "w") as out:
+            proc = subprocess.run([*_cli(), "test", *cell.args, *extra, "--ckpt_path", str(ckpt),
+                                   "--trainer.enable_progress_bar", "false"], stdout=out, stderr=subprocess.STDOUT,
+                                  env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"cell {cell.name}: test {test_name} failed; see {cell_dir / f'test_{test_name}.log'}")
+        result[test_name] = _scalar(ckpt.parent.parent / "test" / f"version_{k}", study.metric)
+    result["wall_s"] = round(time.perf_counter() - start, 1)
+    tmp = result_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(result_file)  # whole or absent: a kill leaves no half-written record
+    log(f"done {cell.name}: {_summary(result, study)} in {result['wall_s']:.0f} s")
+    return result
+
+
+def _summary(result: dict, study: Study) -> str:
+    return ", ".join(f"{k} {result[k]:.3f}" for k in ["heldout", *study.extra_tests])
+
+
+def run_study(study: Study, workers: int | None = None) -> list[dict]:
+    """Every cell, finished ones read back; a pool of ``workers`` cells at a time."""
+    cells = study.cells()
+    cores = os.cpu_count() or 1
+    workers = workers or study.workers or max(1, cores // study.threads)
+    todo = [c for c in cells if not _finished(study, c)]
+    print(f"study {study.name}: {len(cells)} cells, {len(cells) - len(todo)} already done; "
+          f"{workers} at a time, {study.threads} thread(s) each; results in {study.out}", flush=True)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="cell", desc=f"study {study.name}")
+    log = lambda msg: bar.write(msg)  # noqa: E731
+    with ThreadPoolExecutor(workers) as pool:  # threads wait on the cells' subprocesses
+        futures = {pool.submit(run_cell, study, c, log): c for c in todo}
+        for f in as_completed(futures):
+            f.result()
+            bar.update(1)
+    bar.close()
+    return [json.loads((study.out / "cells" / c.name / "result.json").read_text()) for c in cells]
+
+
+def _finished(study: Study, cell: Cell) -> bool:
+    f = study.out / "cells" / cell.name / "result.json"
+    return f.is_file() and json.loads(f.read_text()).get("digest") == cell.digest
+
+
+# ---------------------------------------------------------------------------- aggregation
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean of runs (n,): the mean of the middle 50% (rliable's definition)."""
+    from rliable import metrics
+
+    return float(metrics.aggregate_iqm(np.asarray(scores, dtype=np.float64)[:, None]))
+
+
+def aggregate(results: list[dict], key: str, reps: int = 2000, seed: int = 0) -> dict[str, dict[Any, dict]]:
+    """Per variant and x: IQM over seeds and its 95% stratified-bootstrap interval (rliable)."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    out: dict[str, dict[Any, dict]] = {}
+    for variant in dict.fromkeys(r["variant"] for r in results):
+        xs = list(dict.fromkeys(r["x"] for r in results if r["variant"] == variant))
+        out[variant] = {}
+        for x in xs:
+            runs = np.array([r[key] for r in results if r["variant"] == variant and r["x"] == x], dtype=np.float64)
+            np.random.seed(seed)  # rliable's bootstrap draws from numpy's global generator
+            point, interval = rly.get_interval_estimates(
+                {variant: runs[:, None]}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps)
+            out[variant][x] = {"iqm": float(point[variant][0]), "low": float(interval[variant][0, 0]),
+                               "high": float(interval[variant][1, 0]), "n": len(runs)}
+    return out
+
+
+def write_table(study: Study, results: list[dict], path: Path, command: str) -> None:
+    keys = ["heldout", *study.extra_tests]
+    lines = [f"# Study: {study.title or study.name}", "",
+             f"`{command}`", "",
+             f"`{study.metric}` (per test: heldout, and each extra test) of the `best.ckpt` each run chose on "
+             f"`val_envs`: interquartile mean over "
+             f"{len(study.seeds)} seeds, [95% stratified-bootstrap interval] (rliable). x: {study.x_label}.", ""]
+    for key in keys:
+        agg = aggregate(results, key)
+        lines += [f"## {key}", "", "| variant | " + " | ".join(f"x = {x}" for x in study.x_values) + " |",
+                  "|---" * (len(study.x_values) + 1) + "|"]
+        for variant, row in agg.items():
+            cells = [f"{row[x]['iqm']:.2f} [{row[x]['low']:.2f}, {row[x]['high']:.2f}]" if x in row else "-"
+                     for x in study.x_values]
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        lines.append("")
+    wall = sum(r.get("wall_s", 0.0) for r in results)
+    lines.append(f"{len(results)} cells, {wall / 60:.1f} cell-minutes in all.")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot(study: Study, results: list[dict], path: Path, key: str = "heldout") -> None:
+    """Held-out IQM against x, one line per variant with its interval band; the expert dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agg = aggregate(results, key)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for variant, row in agg.items():
+        xs = [x for x in study.x_values if x in row]
+        mid = [row[x]["iqm"] for x in xs]
+        ax.plot(xs, mid, marker="o", label=variant)
+        ax.fill_between(xs, [row[x]["low"] for x in xs], [row[x]["high"] for x in xs], alpha=0.2)
+    if study.expert is not None:
+        ax.axhline(study.expert, ls="--", c="k", lw=1, label="expert")
+    numeric = all(isinstance(x, (int, float)) for x in study.x_values)
+    if numeric and min(study.x_values) > 0 and max(study.x_values) / min(study.x_values) >= 10:
+        ax.set_xscale("log")
+        ax.set_xticks(study.x_values)
+        ax.set_xticklabels([str(x) for x in study.x_values])
+    ax.set_xlabel(study.x_label)
+    ax.set_ylabel(f"{key} {study.metric.split('/')[-1]} (IQM, 95% CI)")
+    ax.set_ylim(-0.02, 1.05 if study.metric.endswith(("success_rate", "fraction_in_bowls")) else None)
+    ax.set_title(study.title or study.name, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    for suffix in (".png", ".svg"):
+        fig.savefig(path.with_suffix(suffix), dpi=150)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="pc-lightning study", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="a study config, e.g. conf/study/maze.yaml")
+    p.add_argument("--quick", action="store_true", help="the config's small grid: the whole pipeline in minutes")
+    p.add_argument("--workers", type=int, default=None, help="cells at a time (default: cores / threads)")
+    p.add_argument("--out", default=None, help="results folder (default: the config's out, runs/study/<name>)")
+    p.add_argument("--report", default=None, help="where the table and figure go (default: <out>/study_<name>.md/.png)")
+    a = p.parse_args(argv)
+    try:
+        import matplotlib  # noqa: F401
+        import rliable  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(f"pc-lightning study needs {e.name}: pip install -e '.[study]'")
+    study = Study.load(a.config, quick=a.quick)
+    if a.out:
+        study.out = Path(a.out)
+    results = run_study(study, a.workers)
+    report = Path(a.report) if a.report else study.out / f"study_{study.name}.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    command = "pc-lightning study --config " + a.config + (" --quick" if a.quick else "")
+    write_table(study, results, report, command)
+    plot(study, results, report.with_suffix(".png"))
+    print(f"table: {report}\nfigure: {report.with_suffix('.png')} (and .svg)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""pc-lightning study (issue 13): a tiny grid end to end, the aggregation against a
+hand-computed IQM, and a study killed mid-way that completes without redoing a cell."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, TINY
+from pc_lightning.study import Study, aggregate, iqm
+
+
+def study_config(tmp_path: Path, seeds: list[int], variants: dict[str, str]) -> Path:
+    overrides = TINY + ["--data.init_args.data_dir", str(tmp_path / "data")]
+    conf = {"name": "tiny", "variants": variants, "seeds": seeds, "metric": "heldout/success_rate", "expert": 1.0,
+            "x": {"key": "data.init_args.n_train_mazes", "label": "training mazes", "values": [1, 2]},
+            "overrides": overrides, "threads": 1, "out": str(tmp_path / "study")}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(conf))
+    return path
+
+
+def study(args: list[str], **kw) -> subprocess.Popen:
+    script = Path(sys.executable).parent / "pc-lightning"
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "pc_lightning.cli"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([*launcher, "study", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+
+
+def test_iqm_and_its_interval_on_fixed_numbers():
+    runs = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0]  # middle half: 0.4, 0.6, 0.8, 1.0
+    assert iqm(np.array(runs)) == pytest.approx(0.7)
+    results = [{"variant": "pc", "x": 5, "seed": s, "heldout": v} for s, v in enumerate(runs)]
+    results += [{"variant": "bc", "x": 5, "seed": s, "heldout": 0.25} for s in range(4)]
+    agg = aggregate(results, "heldout", reps=500)
+    pc, bc = agg["pc"][5], agg["bc"][5]
+    assert pc["iqm"] == pytest.approx(0.7) and pc["n"] == 8
+    assert 0.0 <= pc["low"] <= 0.7 <= pc["high"] <= 1.0 and pc["high"] - pc["low"] > 0.1
+    assert bc["iqm"] == bc["low"] == bc["high"] == pytest.approx(0.25)  # no spread, no interval
+    assert aggregate(results, "heldout", reps=500) == agg, "the bootstrap is seeded"
+
+
+def test_the_quick_grid_is_the_config_s_small_one():
+    s = Study.load(ROOT / "conf/study/maze.yaml", quick=True)
+    assert s.x_values == [1, 5] and list(s.variants) == ["pc", "bc"] and s.seeds == [0, 1] and not s.extra_tests
+    full = Study.load(ROOT / "conf/study/maze.yaml")
+    assert len(full.cells()) == 4 * 5 * len(full.seeds) and len(full.seeds) >= 5
+    assert "zero_shot_31x31" in full.extra_tests
+
+
+def test_a_tiny_study_writes_its_table_and_figure(tmp_path):
+    conf = study_config(tmp_path, [0], {"pc": "conf/maze.yaml"})
+    proc = study(["--config", str(conf), "--workers", "2"])
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    results = sorted((tmp_path / "study" / "cells").glob("*/result.json"))
+    assert [p.parent.name for p in results] == ["pc-x1-s0", "pc-x2-s0"]
+    for p in results:
+        r = json.loads(p.read_text())
+        assert 0.0 <= r["heldout"] <= 1.0 and r["variant"] == "pc"
+        run = p.parent / "run" / "version_0"
+        assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "test" / "version_0").is_dir()
+    table = (tmp_path / "study" / "study_tiny.md").read_text()
+    assert "| pc |" in table and "x = 1" in table and "x = 2" in table and "rliable" in table
+    assert (tmp_path / "study" / "study_tiny.png").stat().st_size > 1000
+    assert (tmp_path / "study" / "study_tiny.svg").is_file()
+
+
+def test_a_killed_study_completes_without_redoing_finished_cells(tmp_path):
+    conf = study_config(tmp_path, [0, 1], {"pc": "conf/maze.yaml"})  # 4 cells, one at a time
+    cells = tmp_path / "study" / "cells"
+    proc = study(["--config", str(conf), "--workers", "1"])
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(cells.glob("*/result.json")):
+        time.sleep(0.5)
+    (first,) = list(cells.glob("*/result.json"))
+    time.sleep(3)  # the next cell is under way
+    os.killpg(proc.pid, signal.SIGKILL)  # kill -9, the study and its fits
+    proc.wait()
+    before = {p.parent.name: p.stat().st_mtime_ns for p in cells.glob("*/result.json")}
+    assert 1 <= len(before) < 4
+    again = study(["--config", str(conf), "--workers", "1"])
+    out, _ = again.communicate(timeout=900)
+    assert again.returncode == 0, out[-3000:]
+    assert f"{len(before)} already done" in out
+    after = {p.parent.name: p.stat().st_mtime_ns for p in cells.glob("*/result.json")}
+    assert len(after) == 4
+    assert all(after[name] == t for name, t in before.items()), "a finished cell was computed again"
