@@ -44,6 +44,9 @@ def test_fit_every_variant(cli, tmp_path, config):
     if config in ("maze", "maze_aux_bc"):
         assert "heldout/procedure_acc" in values
         assert any("procedure" in tag for tag in images(run_dir))
+        acc = EventAccumulator(str(run_dir)).Reload()
+        image_steps = [e.step for e in acc.Images("heldout/procedure_expert_top_model_bottom")]
+        assert image_steps == [e.step for e in acc.Scalars("heldout/success_rate")], "images beside their scalars"
     assert list((tmp_path / "data").glob("maze-train-*.pt"))
 
 

@@ -166,10 +166,16 @@ class HeldOutEvaluation(Callback):
         value = metric.compute()
         return float(value)
 
+    @staticmethod
+    def _step(trainer: L.Trainer) -> int:
+        """The step Lightning logs this evaluation's scalars at (its logger connector's
+        default, the batches that stepped), so that images and GIFs sit beside them."""
+        return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+
     def _log_image(self, trainer: L.Trainer, tag: str, image: torch.Tensor) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(tag, image, global_step=trainer.global_step)
+                logger.experiment.add_image(tag, image, global_step=self._step(trainer))
 
     def _log_gif(self, trainer: L.Trainer, tag: str, frames: np.ndarray, fps: int = 8) -> None:
         """Frames (T, H, W, 3) uint8 as an animated GIF in TensorBoard's image tab (which plays it)."""
@@ -188,4 +194,4 @@ class HeldOutEvaluation(Callback):
             height=h, width=w, colorspace=3, encoded_image_string=buf.getvalue()))])
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment._get_file_writer().add_summary(summary, global_step=trainer.global_step)
+                logger.experiment._get_file_writer().add_summary(summary, global_step=self._step(trainer))
