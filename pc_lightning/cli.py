@@ -55,6 +55,10 @@ class ProcedureParser(LightningArgumentParser):
         return super().error(message, ex)
 
 
+#: --ckpt_path values that name no file (Lightning resolves them; "last" is resolved here)
+SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
+
+
 class ProcedureCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """``--ckpt_path last``: resume the newest run of this config, logging into it.
@@ -92,7 +96,7 @@ class ProcedureCLI(LightningCLI):
         checkpoint callbacks keep the run's own folder, so Lightning does not warn that
         their "dirpath has changed". A checkpoint outside a run folder: a new run, as before."""
         path = cfg.get("ckpt_path")
-        if not path or path in ("last", "best", "hpc", "registry"):
+        if not path or path in SPECIAL_CKPT_PATHS:
             return
         path = Path(path)
         if path.parent.name != "checkpoints" or not path.parent.parent.name.startswith("version_"):
@@ -118,7 +122,7 @@ class ProcedureCLI(LightningCLI):
         file and what is wrong. Returns the checkpoint's hyperparameters (None: no file given)."""
         sub = self.config.get("subcommand")
         path = self.config[sub].get("ckpt_path") if sub else None
-        if path is None or path in ("last", "best", "hpc", "registry"):
+        if path is None or path in SPECIAL_CKPT_PATHS:
             return None  # "last" is resolved (and then checked) in before_instantiate_classes
         return self._check_file(path, self.config[sub].model.variant)
 

@@ -164,10 +164,8 @@ def run_cell(study: Study, cell: Cell, log) -> dict:
     cell_dir = study.out / "cells" / cell.name
     result_file = cell_dir / "result.json"
     digest = cell.digest
-    if result_file.is_file():
-        done = json.loads(result_file.read_text())
-        if done.get("digest") == digest:
-            return done
+    if _finished(study, cell):
+        return json.loads(result_file.read_text())
     if cell_dir.exists():
         shutil.rmtree(cell_dir)  # cut off, or made by another definition: start it again
     cell_dir.mkdir(parents=True)

@@ -137,37 +137,24 @@ def render_procedures(state: np.ndarray, expert: np.ndarray, generated: np.ndarr
     The first column is the state; the others are steps x_l spread over the longer of the
     two procedures, all of them where they fit in ``max_cols`` (a step one procedure does not
     have is drawn blank)."""
-    from PIL import Image, ImageDraw
+    from pc_lightning.eval.pictures import labelled_grid
 
     length = max(len(expert), len(generated))
     cols = np.unique(np.linspace(0, length - 1, num=min(max_cols, length)).round().astype(int))
     match = cells_match_up_to_ties(expert, generated)  # (min len, H, W)
-    h, w = state.shape
-    th, tw = h * scale, w * scale  # tile size
-    label_w, head_h, sep = 52, 14, 4
-    key_h = 16
-    width = label_w + (len(cols) + 1) * (tw + sep)
-    img = Image.new("RGB", (max(width, 8 * 62), head_h + 2 * (th + sep) + key_h), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    for j, title in enumerate(["state"] + [f"x{c}" for c in cols]):
-        draw.text((label_w + j * (tw + sep) + 2, 1), title, fill=(0, 0, 0))
-    for r, (name, maps) in enumerate((("expert", expert), ("model", generated))):
-        y = head_h + r * (th + sep)
-        draw.text((2, y + th // 2 - 5), name, fill=(0, 0, 0))
-        img.paste(Image.fromarray(render_grid(state, scale=scale)), (label_w, y))
-        for j, c in enumerate(cols):
-            x = label_w + (j + 1) * (tw + sep)
-            tile = render_grid(state, maps[c], scale) if c < len(maps) else render_grid(np.full_like(state, FREE), scale=scale)
-            if r == 1 and c < len(match):
-                tile = tile.copy()
-                for i, k in np.argwhere(~match[c]):  # a dot in the middle of each wrong cell
-                    cy, cx = i * scale + scale // 2, k * scale + scale // 2
-                    tile[max(cy - 1, 0) : cy + 2, max(cx - 1, 0) : cx + 2] = _WRONG_RGB
-            img.paste(Image.fromarray(tile), (x, y))
-    y = head_h + 2 * (th + sep) + 2
-    x = 2
-    for name, rgb in _KEY + [("wrong", _WRONG_RGB)]:
-        draw.rectangle([x, y + 2, x + 9, y + 11], fill=tuple(int(v) for v in rgb), outline=(0, 0, 0))
-        draw.text((x + 12, y), name, fill=(0, 0, 0))
-        x += 14 + 6 * len(name) + 6
-    return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
+    blank = render_grid(np.full_like(state, FREE), scale=scale)
+
+    def tile(maps: np.ndarray, c: int, mark: bool) -> np.ndarray:
+        if c >= len(maps):
+            return blank
+        img = render_grid(state, maps[c], scale)
+        if mark and c < len(match):
+            for i, k in np.argwhere(~match[c]):  # a dot in the middle of each wrong cell
+                cy, cx = i * scale + scale // 2, k * scale + scale // 2
+                img[max(cy - 1, 0) : cy + 2, max(cx - 1, 0) : cx + 2] = _WRONG_RGB
+        return img
+
+    rows = [(name, [render_grid(state, scale=scale)] + [tile(maps, c, name == "model") for c in cols])
+            for name, maps in (("expert", expert), ("model", generated))]
+    img = labelled_grid(rows, ["state"] + [f"x{c}" for c in cols], _KEY + [("wrong", _WRONG_RGB)])
+    return torch.from_numpy(img).permute(2, 0, 1).contiguous()
