@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-ROOT_KEYS = {"name", "variants", "x", "seeds", "metric", "overrides", "extra_tests", "expert", "workers", "threads",
-             "out", "quick", "title"}
+ROOT_KEYS = {"name", "variants", "x", "seeds", "metric", "select", "overrides", "fit", "test", "extra_tests", "expert",
+             "workers", "threads", "out", "quick", "title", "time_to"}
 
 
 @dataclass
@@ -49,8 +49,10 @@ class Cell:
     variant: str
     x: Any
     seed: int
-    args: list[str]  # the fit's arguments after "fit"
+    args: list[str]  # the arguments of both fit and test (config, overrides, x, seed)
     config_files: list[Path]
+    fit_args: list[str] = field(default_factory=list)  # the fit's own, after args
+    test_args: list[str] = field(default_factory=list)  # every test's own, after args
 
     @property
     def name(self) -> str:
@@ -59,7 +61,7 @@ class Cell:
     @property
     def digest(self) -> str:
         """Hash of everything that defines the cell: its arguments and its configs' bytes."""
-        h = hashlib.sha256(json.dumps(self.args).encode())
+        h = hashlib.sha256(json.dumps([self.args, self.fit_args, self.test_args]).encode())
         for f in self.config_files:
             h.update(f.read_bytes())
         return h.hexdigest()[:12]
@@ -77,6 +79,10 @@ class Study:
     seeds: list[int]
     metric: str
     overrides: list[str]
+    fit: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)
+    select: str = ""
+    time_to: dict[str, Any] = field(default_factory=dict)
     extra_tests: dict[str, list[str]] = field(default_factory=dict)
     expert: float | None = None
     workers: int | None = None
@@ -107,14 +113,19 @@ class Study:
                     raw["variants"] = {v: raw["variants"][v] for v in value}
                 elif key == "overrides":
                     raw["overrides"] = list(raw.get("overrides", [])) + list(value)
-                elif key in ("seeds", "extra_tests", "name"):
+                elif key in ("fit", "test"):
+                    raw[key] = list(raw.get(key, [])) + list(value)
+                elif key in ("seeds", "extra_tests", "name", "time_to"):
                     raw[key] = value
                 else:
                     raise SystemExit(f"{path}: quick.{key} is not a key --quick can set")
         x = raw["x"]
         return cls(name=raw["name"], variants=dict(raw["variants"]), x_key=x["key"], x_label=x.get("label", x["key"]),
                    x_values=list(x["values"]), seeds=[int(s) for s in raw["seeds"]], metric=raw["metric"],
-                   overrides=[str(a) for a in raw.get("overrides", [])],
+                   overrides=[str(a) for a in raw.get("overrides", [])], fit=[str(a) for a in raw.get("fit", [])],
+                   test=[str(a) for a in raw.get("test", [])],
+                   select=raw.get("select", raw["metric"].replace("heldout/", "val_envs/", 1)),
+                   time_to=dict(raw.get("time_to") or {}),
                    extra_tests={k: [str(a) for a in v] for k, v in (raw.get("extra_tests") or {}).items()},
                    expert=raw.get("expert"), workers=raw.get("workers"), threads=int(raw.get("threads", 1)),
                    out=Path(raw.get("out", f"runs/study/{raw['name']}")), title=raw.get("title", ""))
@@ -127,7 +138,7 @@ class Study:
                 for seed in self.seeds:
                     args = ["--config", config, *self.overrides, f"--{self.x_key}", str(x),
                             "--seed_everything", str(seed)]
-                    out.append(Cell(variant, x, seed, args, files))
+                    out.append(Cell(variant, x, seed, args, files, self.fit, self.test))
         return out
 
 
@@ -148,15 +159,26 @@ def _cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "pc_lightning.cli"]
 
 
-def _scalar(run_dir: Path, tag: str) -> float:
-    """The last value of ``tag`` in a TensorBoard folder."""
+def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """Every (step, value) of ``tag`` in a TensorBoard folder."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run_dir))
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     if tag not in acc.Tags()["scalars"]:
         raise RuntimeError(f"{run_dir}: no {tag!r} logged")
-    return float(acc.Scalars(tag)[-1].value)
+    return [(int(e.step), float(e.value)) for e in acc.Scalars(tag)]
+
+
+def _scalar(run_dir: Path, tag: str) -> float:
+    """The last value of ``tag`` in a TensorBoard folder."""
+    return _scalars(run_dir, tag)[-1][1]
+
+
+def _curve(run_dir: Path, select: str) -> list[list[float]]:
+    """The fit's validation curve, [step, training seconds, ``select``] per evaluation."""
+    seconds = dict(_scalars(run_dir, "time/train_s"))
+    return [[step, round(seconds.get(step, float("nan")), 1), value] for step, value in _scalars(run_dir, select)]
 
 
 def run_cell(study: Study, cell: Cell, log) -> dict:
@@ -174,17 +196,19 @@ def run_cell(study: Study, cell: Cell, log) -> dict:
              "--trainer.enable_progress_bar", "false"]
     start = time.perf_counter()
     with open(cell_dir / "fit.log", "w") as out:
-        proc = subprocess.run([*_cli(), "fit", *cell.args, *where], stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.run([*_cli(), "fit", *cell.args, *cell.fit_args, *where], stdout=out,
+                              stderr=subprocess.STDOUT, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"cell {cell.name}: fit failed (exit {proc.returncode}); see {cell_dir / 'fit.log'}")
     fit_s = time.perf_counter() - start
     ckpt = next((cell_dir / "run").glob("version_*/checkpoints/best.ckpt"), None)
     if ckpt is None:
         raise RuntimeError(f"cell {cell.name}: no best.ckpt under {cell_dir / 'run'}")
-    result = {"variant": cell.variant, "x": cell.x, "seed": cell.seed, "digest": digest, "fit_s": round(fit_s, 1)}
+    result = {"variant": cell.variant, "x": cell.x, "seed": cell.seed, "digest": digest, "fit_s": round(fit_s, 1),
+              "curve": _curve(ckpt.parent.parent, study.select)}
     for k, (test_name, extra) in enumerate([("heldout", [])] + list(study.extra_tests.items())):
         with open(cell_dir / f"test_{test_name}.log", "w") as out:
-            proc = subprocess.run([*_cli(), "test", *cell.args, *extra, "--ckpt_path", str(ckpt),
+            proc = subprocess.run([*_cli(), "test", *cell.args, *cell.test_args, *extra, "--ckpt_path", str(ckpt),
                                    "--trainer.enable_progress_bar", "false"], stdout=out, stderr=subprocess.STDOUT,
                                   env=env)
         if proc.returncode != 0:
@@ -271,9 +295,38 @@ def write_table(study: Study, results: list[dict], path: Path, command: str) -> 
                      for x in study.x_values]
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
         lines.append("")
+    if study.time_to:
+        lines += time_to_lines(study, results)
     wall = sum(r.get("wall_s", 0.0) for r in results)
     lines.append(f"{len(results)} cells, {wall / 60:.1f} cell-minutes in all.")
     path.write_text("\n".join(lines) + "\n")
+
+
+def first_reaching(curve: list[list[float]], threshold: float) -> tuple[int, float] | None:
+    """(step, training seconds) of the first evaluation whose score is >= ``threshold``, or None."""
+    return next(((int(step), secs) for step, secs, value in curve if value >= threshold), None)
+
+
+def time_to_lines(study: Study, results: list[dict]) -> list[str]:
+    """The report's section on how fast one variant at one x first reaches a validation score."""
+    variant, x, threshold = study.time_to["variant"], study.time_to["x"], float(study.time_to["threshold"])
+    rows = sorted((r for r in results if r["variant"] == variant and r["x"] == x and "curve" in r),
+                  key=lambda r: r["seed"])
+    lines = [f"## Training time to {study.select} >= {threshold} ({variant}, x = {x})", "",
+             "Training seconds (validations excluded, `time/train_s`) of the first evaluation at or above the "
+             "threshold, one cell process on one thread; held-out: the cell's selected checkpoint.", "",
+             "| seed | step | training s | held-out |", "|---|---|---|---|"]
+    reached = []
+    for r in rows:
+        hit = first_reaching(r["curve"], threshold)
+        if hit is not None:
+            reached.append(hit[1])
+        cells = ["not reached", "-"] if hit is None else [str(hit[0]), f"{hit[1]:.0f}"]
+        lines.append(f"| {r['seed']} | " + " | ".join(cells) + f" | {r['heldout']:.2f} |")
+    if reached:
+        lines += ["", f"Reached by {len(reached)} of {len(rows)} seeds; median {np.median(reached):.0f} s "
+                      f"(range {min(reached):.0f}-{max(reached):.0f} s)."]
+    return lines + [""]
 
 
 def plot(study: Study, results: list[dict], path: Path, key: str = "heldout") -> None:

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from pc_lightning.domains.maze import MazeDataModule
@@ -71,6 +72,14 @@ def test_an_expert_policy_solves_every_episode():
     stats = run_episodes(episodes, expert)
     assert stats["success_rate"].mean() == 1.0
     assert np.allclose(stats["path_ratio"], 1.0)
+
+
+def test_suites_selects_rollout_suites_by_name():
+    dm = MazeDataModule(size=10, n_train_mazes=2, suites=["heldout"])
+    assert list(dm.selected_suites()) == ["heldout"]
+    assert set(MazeDataModule(size=10, n_train_mazes=2).selected_suites()) == {"val_envs", "heldout", "train_envs"}
+    with pytest.raises(ValueError, match=r"data.init_args.suites: \['held_out'\]"):
+        MazeDataModule(size=10, suites=["held_out"]).selected_suites()
 
 
 def test_procedure_accuracy_counts_exact_steps():

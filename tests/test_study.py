@@ -21,7 +21,9 @@ def study_config(tmp_path: Path, seeds: list[int], variants: dict[str, str]) -> 
     overrides = TINY + ["--data.init_args.data_dir", str(tmp_path / "data")]
     conf = {"name": "tiny", "variants": variants, "seeds": seeds, "metric": "heldout/success_rate", "expert": 1.0,
             "x": {"key": "data.init_args.n_train_mazes", "label": "training mazes", "values": [1, 2]},
-            "overrides": overrides, "threads": 1, "out": str(tmp_path / "study")}
+            "overrides": overrides, "threads": 1, "out": str(tmp_path / "study"),
+            "fit": ["--data.init_args.suites", "[val_envs]"], "test": ["--data.init_args.suites", "[heldout]"],
+            "time_to": {"variant": "pc", "x": 1, "threshold": 0.0}}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(conf))
     return path
@@ -33,6 +35,14 @@ def study(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen([*launcher, "study", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+
+
+def _tags(run: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    return set(acc.Tags()["scalars"])
 
 
 def test_iqm_and_its_interval_on_fixed_numbers():
@@ -83,7 +93,15 @@ def test_a_tiny_study_killed_mid_way_completes_without_redoing_a_cell(tmp_path):
         assert 0.0 <= r["heldout"] <= 1.0 and r["variant"] == "pc"
         run = cells / name / "run" / "version_0"
         assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "test" / "version_0").is_dir()
+        # the fit evaluated val_envs alone, every 2 steps, with its training time; the test held-out alone
+        assert [step for step, _, _ in r["curve"]] == [1, 3]
+        assert 0.0 < r["curve"][0][1] < r["curve"][1][1]
+        assert "val_envs/success_rate" in _tags(run) and "heldout/success_rate" not in _tags(run)
+        assert _tags(run / "test" / "version_0") >= {"heldout/success_rate"}
+        assert not any(t.startswith(("val_envs/", "train_envs/")) for t in _tags(run / "test" / "version_0"))
     table = (tmp_path / "study" / "study_tiny.md").read_text()
+    assert "## Training time to val_envs/success_rate >= 0.0 (pc, x = 1)" in table
+    assert "| 0 | 1 |" in table, "threshold 0 is reached at the first evaluation"
     assert "| pc |" in table and "x = 1" in table and "x = 2" in table and "rliable" in table
     assert (tmp_path / "study" / "study_tiny.png").stat().st_size > 1000
     assert (tmp_path / "study" / "study_tiny.svg").is_file()

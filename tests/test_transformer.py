@@ -43,6 +43,26 @@ def test_window_one_sees_only_the_previous_block_and_state():
     assert not torch.allclose(x1[:, 1], x2[:, 1])
 
 
+@pytest.mark.parametrize("window", [1, 2])
+def test_padding_blocks_change_no_real_block(window):
+    """A padding block (step_valid False) leaves every real block's outputs and the action
+    as they are, whatever it holds; with window 1 no attention mask is built for it at all."""
+    net = make(window)
+    state, steps = batch()
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    valid[0, 4] = valid[1, 3:] = False  # padding at the ends, as the collate function pads
+    host = torch.tensor([3, 2])
+    _, x1, a1 = net(state, steps, valid, host)
+    changed = steps.clone()
+    changed[~valid] = (changed[~valid] + 1) % 6
+    _, x2, a2 = net(state, changed, valid, host)
+    assert torch.allclose(x1[valid], x2[valid], atol=1e-6)
+    assert torch.allclose(a1, a2, atol=1e-6)
+    _, x_all, _ = net(state, steps, torch.ones_like(valid), host)  # the same blocks, none called padding
+    if window == 1:  # a block sees only itself (and the state): padding elsewhere changes nothing
+        assert torch.allclose(x1[valid], x_all[valid], atol=1e-6)
+
+
 def test_window_two_reaches_back_through_layers():
     net = make(2)  # receptive field (w-1)*n_layers = 2 blocks back
     state, steps = batch()

@@ -28,7 +28,9 @@ class ProcedureDataModule(L.LightningDataModule):
     ``domain`` and ``generator_version`` and implements :meth:`generator_config`,
     :meth:`generate`, :attr:`spec` and :meth:`eval_suites`; :meth:`augment_fn` is an
     optional hook (default: none). ``variant``, ``window`` and ``n_layers`` are linked from
-    the model by the CLI.
+    the model by the CLI. ``suites`` names the rollout suites that
+    :class:`~pc_lightning.eval.HeldOutEvaluation` runs (None: all of :meth:`eval_suites`),
+    e.g. ``[val_envs]`` for a fit that only needs its checkpoint selection.
     """
 
     domain: str = "base"
@@ -36,7 +38,8 @@ class ProcedureDataModule(L.LightningDataModule):
     splits: tuple[str, ...] = ("train", "val")
 
     def __init__(self, variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 4,
-                 batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False) -> None:
+                 batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
+                 suites: list[str] | None = None) -> None:
         super().__init__()
         self.variant = get_variant(variant, "model.variant")  # linked from the model by the CLI
         self.window = window
@@ -46,6 +49,7 @@ class ProcedureDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.data_dir = Path(data_dir)
         self.augment = augment or self.variant.augment
+        self.suites = None if suites is None else [str(n) for n in suites]
         self.records: dict[str, ProcedureRecords] = {}
 
     # ------------------------------------------------------------ for subclasses
@@ -71,6 +75,16 @@ class ProcedureDataModule(L.LightningDataModule):
         checkpoints are chosen on), ``heldout`` (the test set, reported only), and optionally
         ``train_envs`` and shifted suites."""
         raise NotImplementedError
+
+    def selected_suites(self) -> dict[str, "EvalSuite"]:
+        """The suites of :meth:`eval_suites` named by ``suites`` (all where it is None), in its order."""
+        suites = self.eval_suites()
+        if self.suites is None:
+            return suites
+        unknown = [n for n in self.suites if n not in suites]
+        if unknown:
+            raise ValueError(f"data.init_args.suites: {unknown} not among this DataModule's suites {sorted(suites)}")
+        return {n: suites[n] for n in self.suites}
 
     # ------------------------------------------------------------ caching
     def cache_path(self, split: str) -> Path:

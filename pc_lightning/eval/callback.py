@@ -23,7 +23,11 @@ class HeldOutEvaluation(Callback):
     run batched rollouts of the current policy on every suite the DataModule offers
     (``val_envs`` for checkpoint selection, ``heldout`` for the report, ``train_envs``, ...)
     and log ``{suite}/{stat}`` (success_rate, return, path_ratio, ...),
-    ``{suite}/procedure_acc`` and images of expert vs generated procedure.
+    ``{suite}/procedure_acc`` and images of expert vs generated procedure. The suites are
+    the DataModule's :meth:`~pc_lightning.data.ProcedureDataModule.selected_suites` (all,
+    unless ``data.init_args.suites`` names some). During fit it also logs ``time/train_s``,
+    the seconds spent training so far with every validation excluded (kept across a
+    resume), so that a curve can be read against training time.
 
     Each rank runs its share of the episodes; torchmetrics averages across ranks, so the
     numbers are those of the whole suite under DDP too.
@@ -49,6 +53,35 @@ class HeldOutEvaluation(Callback):
         self.log_images = log_images
         self._validations = 0
         self._silenced: set[str] = set()
+        self._train_s = 0.0  # training seconds before the running clock started
+        self._clock: float | None = None  # perf_counter() when training last resumed, None while validating
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Check ``data.init_args.suites`` before any training (its error names the key)."""
+        datamodule = trainer.datamodule
+        if isinstance(datamodule, ProcedureDataModule) and datamodule.suites is not None:
+            datamodule.selected_suites()
+
+    # ---------------------------------------------------------------- training time
+    def train_seconds(self) -> float:
+        """Seconds spent training in this fit (and the runs it resumed), validations excluded."""
+        return self._train_s + (0.0 if self._clock is None else time.perf_counter() - self._clock)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._clock = time.perf_counter()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._train_s, self._clock = self.train_seconds(), None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._clock = time.perf_counter()
+
+    def state_dict(self) -> dict[str, float]:
+        return {"train_s": self.train_seconds()}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self._train_s = float(state_dict.get("train_s", 0.0))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -90,7 +123,7 @@ class HeldOutEvaluation(Callback):
         pl_module.eval()
         rank, world = trainer.global_rank, trainer.world_size
         results: dict[str, float] = {}
-        for name, suite in datamodule.eval_suites().items():
+        for name, suite in datamodule.selected_suites().items():
             start = time.perf_counter()
             episodes = suite.episodes(rank, world)
             n_episodes = len(episodes.done)
@@ -122,6 +155,9 @@ class HeldOutEvaluation(Callback):
                 warnings.filterwarnings("ignore", message=re.escape(f"It is recommended to use `self.log({key!r}, ..."))
                 self._silenced.add(key)
             pl_module.log(key, value, rank_zero_only=False, sync_dist=False)
+        if trainer.state.fn == "fit":  # rank 0's clock: the ranks train in lockstep
+            warnings.filterwarnings("ignore", message=re.escape("It is recommended to use `self.log('time/train_s', ..."))
+            pl_module.log("time/train_s", self.train_seconds(), rank_zero_only=True)
         rank_zero_info(self.table(trainer.global_step, results))
         if was_training:
             pl_module.train()

@@ -76,9 +76,10 @@ class MazeDataModule(ProcedureDataModule):
                  train_eval_episodes_per_maze: int = 5, shortcut_prob: float = 0.1, seed: int = 0,
                  workers: int = 1, variant: str = "pc", window: int | None = 1, n_layers: int = 2,
                  chunk_blocks: int = 4, batch_size: int = 32, num_workers: int = 0, data_dir: str = "data",
-                 augment: bool = False) -> None:
+                 augment: bool = False, suites: list[str] | None = None) -> None:
         super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
-                         batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment)
+                         batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment,
+                         suites=suites)
         check_size(size)
         if heldout_size is not None:
             check_size(heldout_size)

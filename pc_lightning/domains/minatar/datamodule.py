@@ -98,9 +98,10 @@ class MinAtarDataModule(ProcedureDataModule):
                  seed: int = 0, workers: int = 2,
                  variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 8,
                  batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
-                 action_weight: float = 50.0, frame_weight: float = 1.0) -> None:
+                 action_weight: float = 50.0, frame_weight: float = 1.0, suites: list[str] | None = None) -> None:
         super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
-                         batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment)
+                         batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment,
+                         suites=suites)
         self.game = check_game(game)
         if frame_weight < 0 or action_weight < 0:
             raise ValueError("data.action_weight and data.frame_weight must be >= 0, "

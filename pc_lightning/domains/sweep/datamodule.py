@@ -58,9 +58,11 @@ class SweepDataModule(ProcedureDataModule):
                  n_heldout_configs: int = 32, train_eval_configs: int = 8, n_bins: int = 9,
                  table: dict[str, Any] | None = None, seed: int = 0, workers: int = 2,
                  variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 4,
-                 batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False) -> None:
+                 batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
+                 suites: list[str] | None = None) -> None:
         super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
-                         batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment)
+                         batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment,
+                         suites=suites)
         self.particles, self.shift_particles = tuple(particles), tuple(shift_particles)
         for key, (lo, hi) in (("particles", self.particles), ("shift_particles", self.shift_particles)):
             if not 1 <= lo <= hi <= max_particles:
