@@ -131,14 +131,15 @@ class Study:
                    out=Path(raw.get("out", f"runs/study/{raw['name']}")), title=raw.get("title", ""))
 
     def cells(self) -> list[Cell]:
+        """Every cell, seed by seed: an interrupted study has whole grids of its first seeds."""
+        files = {variant: config_chain(Path(config)) for variant, config in self.variants.items()}
         out = []
-        for variant, config in self.variants.items():
-            files = config_chain(Path(config))
-            for x in self.x_values:
-                for seed in self.seeds:
+        for seed in self.seeds:
+            for variant, config in self.variants.items():
+                for x in self.x_values:
                     args = ["--config", config, *self.overrides, f"--{self.x_key}", str(x),
                             "--seed_everything", str(seed)]
-                    out.append(Cell(variant, x, seed, args, files, self.fit, self.test))
+                    out.append(Cell(variant, x, seed, args, files[variant], self.fit, self.test))
         return out
 
 
