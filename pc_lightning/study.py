@@ -282,11 +282,14 @@ def aggregate(results: list[dict], key: str, reps: int = 2000, seed: int = 0) ->
 
 def write_table(study: Study, results: list[dict], path: Path, command: str) -> None:
     keys = ["heldout", *study.extra_tests]
+    counts = sorted({sum(1 for r in results if (r["variant"], r["x"]) == key)
+                     for key in {(r["variant"], r["x"]) for r in results}})
+    seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} (those finished per cell)"
     lines = [f"# Study: {study.title or study.name}", "",
              f"`{command}`", "",
              f"`{study.metric}` (per test: heldout, and each extra test) of the `best.ckpt` each run chose on "
-             f"`val_envs`: interquartile mean over "
-             f"{len(study.seeds)} seeds, [95% stratified-bootstrap interval] (rliable). x: {study.x_label}.", ""]
+             f"`{study.select.split('/')[0]}`: interquartile mean over "
+             f"{seeds} seeds, [95% stratified-bootstrap interval] (rliable). x: {study.x_label}.", ""]
     for key in keys:
         agg = aggregate(results, key)
         lines += [f"## {key}", "", "| variant | " + " | ".join(f"x = {x}" for x in study.x_values) + " |",
@@ -299,7 +302,9 @@ def write_table(study: Study, results: list[dict], path: Path, command: str) -> 
     if study.time_to:
         lines += time_to_lines(study, results)
     wall = sum(r.get("wall_s", 0.0) for r in results)
-    lines.append(f"{len(results)} cells, {wall / 60:.1f} cell-minutes in all.")
+    total = len(study.cells())
+    done = f"{len(results)} cells" if len(results) == total else f"{len(results)} of the {total} cells (a partial report)"
+    lines.append(f"{done}, {wall / 60:.1f} cell-minutes in all.")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -370,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=None, help="cells at a time (default: cores / threads)")
     p.add_argument("--out", default=None, help="results folder (default: the config's out, runs/study/<name>)")
     p.add_argument("--report", default=None, help="where the table and figure go (default: <out>/study_<name>.md/.png)")
+    p.add_argument("--report-only", action="store_true",
+                   help="run no cell: the table and figure of the cells finished so far (e.g. while a study runs)")
     a = p.parse_args(argv)
     try:
         import matplotlib  # noqa: F401
@@ -379,7 +386,13 @@ def main(argv: list[str] | None = None) -> None:
     study = Study.load(a.config, quick=a.quick)
     if a.out:
         study.out = Path(a.out)
-    results = run_study(study, a.workers)
+    if a.report_only:
+        results = [json.loads((study.out / "cells" / c.name / "result.json").read_text())
+                   for c in study.cells() if _finished(study, c)]
+        if not results:
+            raise SystemExit(f"no finished cell under {study.out / 'cells'} yet")
+    else:
+        results = run_study(study, a.workers)
     report = Path(a.report) if a.report else study.out / f"study_{study.name}.md"
     report.parent.mkdir(parents=True, exist_ok=True)
     command = "pc-lightning study --config " + a.config + (" --quick" if a.quick else "")
