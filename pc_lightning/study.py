@@ -2,6 +2,8 @@
 BC variants, with intervals: the grid of ordinary fits behind the paper's central figure.
 
     pc-lightning study --config conf/study/maze.yaml [--quick] [--workers N] [--out DIR]
+    pc-lightning study --config conf/study/maze.yaml --engine ray --ray-address auto  # a Ray cluster
+    pc-lightning study --config conf/study/maze.yaml --report-only  # the table so far
 
 A study config names a domain's config per variant, the x axis (a config key and its
 values, e.g. ``data.init_args.n_train_mazes``), the seeds, and overrides shared by every
@@ -15,8 +17,9 @@ A finished cell is recorded in ``<cell>/result.json`` with a hash of everything 
 defines it (its arguments and the bytes of the configs they read), and is never
 recomputed: an interrupted study, rerun with the same command, continues where it
 stopped (a cell that was cut off starts again). Cells run in a local pool of ``workers``
-processes, each limited to ``threads`` CPU threads, so the pool does not oversubscribe
-the machine. Aggregation (rliable): per variant and x, the interquartile mean over seeds
+processes, each limited to ``threads`` CPU threads (and the pool to the memory at
+``memory_gb`` per cell), so the pool does not oversubscribe the machine; on a cluster,
+``--engine ray`` makes each cell a Ray task reserving the same, and Ray places them. Aggregation (rliable): per variant and x, the interquartile mean over seeds
 and its 95% stratified-bootstrap interval, written as a Markdown table and a figure.
 """
 
@@ -39,7 +42,7 @@ import numpy as np
 import yaml
 
 ROOT_KEYS = {"name", "variants", "x", "seeds", "metric", "select", "overrides", "fit", "test", "extra_tests", "expert",
-             "workers", "threads", "out", "quick", "title", "time_to"}
+             "workers", "threads", "memory_gb", "out", "quick", "title", "time_to"}
 
 
 @dataclass
@@ -87,6 +90,7 @@ class Study:
     expert: float | None = None
     workers: int | None = None
     threads: int = 1
+    memory_gb: float | None = None  # per cell: bounds the local pool, and a Ray task's reservation
     out: Path = Path("runs/study")
     title: str = ""
 
@@ -128,6 +132,7 @@ class Study:
                    time_to=dict(raw.get("time_to") or {}),
                    extra_tests={k: [str(a) for a in v] for k, v in (raw.get("extra_tests") or {}).items()},
                    expert=raw.get("expert"), workers=raw.get("workers"), threads=int(raw.get("threads", 1)),
+                   memory_gb=raw.get("memory_gb"),
                    out=Path(raw.get("out", f"runs/study/{raw['name']}")), title=raw.get("title", ""))
 
     def cells(self) -> list[Cell]:
@@ -227,25 +232,84 @@ def _summary(result: dict, study: Study) -> str:
     return ", ".join(f"{k} {result[k]:.3f}" for k in ["heldout", *study.extra_tests])
 
 
-def run_study(study: Study, workers: int | None = None) -> list[dict]:
-    """Every cell, finished ones read back; a pool of ``workers`` cells at a time."""
+def pool_size(study: Study, workers: int | None = None) -> int:
+    """Cells at a time on this machine: ``workers`` if given, else cores / ``threads``,
+    and no more than the memory holds at ``memory_gb`` per cell."""
+    if workers or study.workers:
+        return int(workers or study.workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = max(1, cores // study.threads)
+    if study.memory_gb:
+        total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        n = max(1, min(n, int(total_gb // study.memory_gb)))
+    return n
+
+
+def run_study(study: Study, workers: int | None = None, engine: str = "local", address: str | None = None
+              ) -> list[dict]:
+    """Every cell, finished ones read back. ``engine="local"``: a pool of :func:`pool_size`
+    cells at a time on this machine; ``"ray"``: one Ray task per cell (see :func:`_run_on_ray`)."""
     cells = study.cells()
-    cores = os.cpu_count() or 1
-    workers = workers or study.workers or max(1, cores // study.threads)
     todo = [c for c in cells if not _finished(study, c)]
-    print(f"study {study.name}: {len(cells)} cells, {len(cells) - len(todo)} already done; "
-          f"{workers} at a time, {study.threads} thread(s) each; results in {study.out}", flush=True)
     from tqdm import tqdm
 
+    if engine not in ("local", "ray"):
+        raise SystemExit(f"--engine {engine!r}: use local or ray")
+    if engine == "ray":
+        where = f"Ray ({address or 'a local instance'}), {study.threads} CPU(s) per cell"
+    else:
+        where = f"{pool_size(study, workers)} at a time, {study.threads} thread(s) each"
+    print(f"study {study.name}: {len(cells)} cells, {len(cells) - len(todo)} already done; {where}; "
+          f"results in {study.out}", flush=True)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="cell", desc=f"study {study.name}")
     log = lambda msg: bar.write(msg)  # noqa: E731
-    with ThreadPoolExecutor(workers) as pool:  # threads wait on the cells' subprocesses
-        futures = {pool.submit(run_cell, study, c, log): c for c in todo}
-        for f in as_completed(futures):
-            f.result()
-            bar.update(1)
+    if todo and engine == "ray":
+        _run_on_ray(study, todo, address, bar)
+    elif todo:
+        with ThreadPoolExecutor(pool_size(study, workers)) as pool:  # threads wait on the cells' subprocesses
+            futures = {pool.submit(run_cell, study, c, log): c for c in todo}
+            for f in as_completed(futures):
+                f.result()
+                bar.update(1)
     bar.close()
     return [json.loads((study.out / "cells" / c.name / "result.json").read_text()) for c in cells]
+
+
+def _ray_cell(study: Study, cell: Cell, root: str) -> dict:
+    """A cell as a Ray task, run from the study's working directory (configs are relative to it)."""
+    os.chdir(root)
+    return run_cell(study, cell, lambda msg: None)
+
+
+def _run_on_ray(study: Study, todo: list[Cell], address: str | None, bar) -> None:
+    """One Ray task per cell, each reserving ``threads`` CPUs (and ``memory_gb``), so Ray's
+    scheduler, not this module, places cells on the cluster's nodes. ``address`` None starts
+    a local Ray instance; ``"auto"`` (or ``ray://...``) joins a running cluster, whose nodes
+    must all see this working directory and ``out`` (a shared filesystem) and have the
+    project installed."""
+    try:
+        import ray
+    except ImportError as e:
+        raise SystemExit(f"--engine ray needs ray: pip install -e '.[cluster]' ({e})")
+    study.out = study.out.resolve()  # the tasks' paths, wherever they run
+    if address is None:
+        ray.init(include_dashboard=False, object_store_memory=200 * 2**20, log_to_driver=False)
+    else:
+        ray.init(address=address, log_to_driver=False)
+    options: dict[str, Any] = {"num_cpus": study.threads, "max_retries": 0}
+    if study.memory_gb:
+        options["memory"] = int(study.memory_gb * 2**30)
+    task = ray.remote(_ray_cell).options(**options)
+    running = {task.remote(study, cell, os.getcwd()): cell for cell in todo}
+    try:
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            cell = running.pop(done[0])
+            result = ray.get(done[0])  # a failed cell raises here, naming its log
+            bar.write(f"done {cell.name}: {_summary(result, study)} in {result['wall_s']:.0f} s")
+            bar.update(1)
+    finally:
+        ray.shutdown()
 
 
 def _finished(study: Study, cell: Cell) -> bool:
@@ -372,7 +436,12 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="a study config, e.g. conf/study/maze.yaml")
     p.add_argument("--quick", action="store_true", help="the config's small grid: the whole pipeline in minutes")
-    p.add_argument("--workers", type=int, default=None, help="cells at a time (default: cores / threads)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="cells at a time on this machine (default: cores / threads, within memory / memory_gb)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: a process pool here; ray: one Ray task per cell, on a cluster or a local instance")
+    p.add_argument("--ray-address", default=None,
+                   help="with --engine ray: a running cluster ('auto', 'ray://host:10001'); default: start a local one")
     p.add_argument("--out", default=None, help="results folder (default: the config's out, runs/study/<name>)")
     p.add_argument("--report", default=None, help="where the table and figure go (default: <out>/study_<name>.md/.png)")
     p.add_argument("--report-only", action="store_true",
@@ -392,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
         if not results:
             raise SystemExit(f"no finished cell under {study.out / 'cells'} yet")
     else:
-        results = run_study(study, a.workers)
+        results = run_study(study, a.workers, a.engine, a.ray_address)
     report = Path(a.report) if a.report else study.out / f"study_{study.name}.md"
     report.parent.mkdir(parents=True, exist_ok=True)
     command = "pc-lightning study --config " + a.config + (" --quick" if a.quick else "")

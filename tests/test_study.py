@@ -105,3 +105,23 @@ def test_a_tiny_study_killed_mid_way_completes_without_redoing_a_cell(tmp_path):
     assert "| pc |" in table and "x = 1" in table and "x = 2" in table and "rliable" in table
     assert (tmp_path / "study" / "study_tiny.png").stat().st_size > 1000
     assert (tmp_path / "study" / "study_tiny.svg").is_file()
+
+
+def test_a_tiny_study_on_a_local_ray_instance(tmp_path):
+    """--engine ray: the cell runs as a Ray task (on a local instance here, as on a cluster's
+    nodes), records its result like a pooled cell, and a rerun finds it done."""
+    pytest.importorskip("ray")
+    conf = study_config(tmp_path, [0], {"bc": "conf/maze_bc.yaml"})
+    raw = yaml.safe_load(conf.read_text())
+    raw["x"]["values"] = [1]
+    raw["memory_gb"] = 1
+    conf.write_text(yaml.safe_dump(raw))
+    proc = study(["--config", str(conf), "--engine", "ray"])
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert "Ray (a local instance), 1 CPU(s) per cell" in out and "done bc-x1-s0" in out
+    r = json.loads((tmp_path / "study" / "cells" / "bc-x1-s0" / "result.json").read_text())
+    assert r["variant"] == "bc" and 0.0 <= r["heldout"] <= 1.0
+    again = study(["--config", str(conf), "--engine", "ray"])
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0 and "1 already done" in out, out[-3000:]
