@@ -56,6 +56,7 @@ class Cell:
     config_files: list[Path]
     fit_args: list[str] = field(default_factory=list)  # the fit's own, after args
     test_args: list[str] = field(default_factory=list)  # every test's own, after args
+    extras: dict[str, list[str]] = field(default_factory=dict)  # the extra tests it runs, by name: their args
 
     @property
     def name(self) -> str:
@@ -64,7 +65,7 @@ class Cell:
     @property
     def digest(self) -> str:
         """Hash of everything that defines the cell: its arguments and its configs' bytes."""
-        h = hashlib.sha256(json.dumps([self.args, self.fit_args, self.test_args]).encode())
+        h = hashlib.sha256(json.dumps([self.args, self.fit_args, self.test_args, self.extras]).encode())
         for f in self.config_files:
             h.update(f.read_bytes())
         return h.hexdigest()[:12]
@@ -87,6 +88,7 @@ class Study:
     select: str = ""
     time_to: dict[str, Any] = field(default_factory=dict)
     extra_tests: dict[str, list[str]] = field(default_factory=dict)
+    extra_only: dict[str, dict[str, list]] = field(default_factory=dict)  # per extra test: {"variants", "x"} it runs on
     expert: float | None = None
     workers: int | None = None
     threads: int = 1
@@ -130,10 +132,18 @@ class Study:
                    test=[str(a) for a in raw.get("test", [])],
                    select=raw.get("select", raw["metric"].replace("heldout/", "val_envs/", 1)),
                    time_to=dict(raw.get("time_to") or {}),
-                   extra_tests={k: [str(a) for a in v] for k, v in (raw.get("extra_tests") or {}).items()},
+                   extra_tests={k: [str(a) for a in (v["args"] if isinstance(v, dict) else v)]
+                                for k, v in (raw.get("extra_tests") or {}).items()},
+                   extra_only={k: {f: list(v[f]) for f in ("variants", "x") if f in v}
+                               for k, v in (raw.get("extra_tests") or {}).items() if isinstance(v, dict)},
                    expert=raw.get("expert"), workers=raw.get("workers"), threads=int(raw.get("threads", 1)),
                    memory_gb=raw.get("memory_gb"),
                    out=Path(raw.get("out", f"runs/study/{raw['name']}")), title=raw.get("title", ""))
+
+    def extra_applies(self, name: str, cell: Cell) -> bool:
+        """Whether extra test ``name`` runs on ``cell`` (an extra test may name its variants and x values)."""
+        only = self.extra_only.get(name, {})
+        return cell.variant in only.get("variants", [cell.variant]) and cell.x in only.get("x", [cell.x])
 
     def cells(self) -> list[Cell]:
         """Every cell, seed by seed: an interrupted study has whole grids of its first seeds."""
@@ -144,7 +154,9 @@ class Study:
                 for x in self.x_values:
                     args = ["--config", config, *self.overrides, f"--{self.x_key}", str(x),
                             "--seed_everything", str(seed)]
-                    out.append(Cell(variant, x, seed, args, files[variant], self.fit, self.test))
+                    cell = Cell(variant, x, seed, args, files[variant], self.fit, self.test)
+                    cell.extras = {n: a for n, a in self.extra_tests.items() if self.extra_applies(n, cell)}
+                    out.append(cell)
         return out
 
 
@@ -212,7 +224,8 @@ def run_cell(study: Study, cell: Cell, log) -> dict:
         raise RuntimeError(f"cell {cell.name}: no best.ckpt under {cell_dir / 'run'}")
     result = {"variant": cell.variant, "x": cell.x, "seed": cell.seed, "digest": digest, "fit_s": round(fit_s, 1),
               "curve": _curve(ckpt.parent.parent, study.select)}
-    for k, (test_name, extra) in enumerate([("heldout", [])] + list(study.extra_tests.items())):
+    tests = [("heldout", [])] + list(cell.extras.items())
+    for k, (test_name, extra) in enumerate(tests):
         with open(cell_dir / f"test_{test_name}.log", "w") as out:
             proc = subprocess.run([*_cli(), "test", *cell.args, *cell.test_args, *extra, "--ckpt_path", str(ckpt),
                                    "--trainer.enable_progress_bar", "false"], stdout=out, stderr=subprocess.STDOUT,
@@ -229,7 +242,7 @@ def run_cell(study: Study, cell: Cell, log) -> dict:
 
 
 def _summary(result: dict, study: Study) -> str:
-    return ", ".join(f"{k} {result[k]:.3f}" for k in ["heldout", *study.extra_tests])
+    return ", ".join(f"{k} {result[k]:.3f}" for k in ["heldout", *study.extra_tests] if k in result)
 
 
 def pool_size(study: Study, workers: int | None = None) -> int:
@@ -335,7 +348,10 @@ def aggregate(results: list[dict], key: str, reps: int = 2000, seed: int = 0) ->
         xs = list(dict.fromkeys(r["x"] for r in results if r["variant"] == variant))
         out[variant] = {}
         for x in xs:
-            runs = np.array([r[key] for r in results if r["variant"] == variant and r["x"] == x], dtype=np.float64)
+            runs = np.array([r[key] for r in results if r["variant"] == variant and r["x"] == x and key in r],
+                            dtype=np.float64)
+            if not len(runs):
+                continue
             np.random.seed(seed)  # rliable's bootstrap draws from numpy's global generator
             point, interval = rly.get_interval_estimates(
                 {variant: runs[:, None]}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps)
@@ -359,6 +375,8 @@ def write_table(study: Study, results: list[dict], path: Path, command: str) -> 
         lines += [f"## {key}", "", "| variant | " + " | ".join(f"x = {x}" for x in study.x_values) + " |",
                   "|---" * (len(study.x_values) + 1) + "|"]
         for variant, row in agg.items():
+            if not row:
+                continue
             cells = [f"{row[x]['iqm']:.2f} [{row[x]['low']:.2f}, {row[x]['high']:.2f}]" if x in row else "-"
                      for x in study.x_values]
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, TINY
-from pc_lightning.study import Study, aggregate, iqm
+from pc_lightning.study import Cell, Study, aggregate, iqm
 
 
 def study_config(tmp_path: Path, seeds: list[int], variants: dict[str, str]) -> Path:
@@ -64,6 +64,15 @@ def test_the_quick_grid_is_the_config_s_small_one():
     full = Study.load(ROOT / "conf/study/maze.yaml")
     assert len(full.cells()) == 4 * 5 * len(full.seeds) and len(full.seeds) >= 5
     assert "zero_shot_31x31" in full.extra_tests
+    # the zero-shot test runs on PC's 5-maze cells alone, and is part of their definition
+    assert sorted(c.name for c in full.cells() if c.extras) == [f"pc-x5-s{s}" for s in full.seeds]
+    pc5 = next(c for c in full.cells() if c.extras)
+    assert pc5.digest != Cell(pc5.variant, pc5.x, pc5.seed, pc5.args, pc5.config_files, pc5.fit_args,
+                              pc5.test_args).digest
+    results = [{"variant": "pc", "x": 5, "seed": 0, "heldout": 1.0, "zero_shot_31x31": 0.9},
+               {"variant": "bc", "x": 5, "seed": 0, "heldout": 0.1}]
+    assert aggregate(results, "zero_shot_31x31", reps=10) == {
+        "pc": {5: {"iqm": 0.9, "low": 0.9, "high": 0.9, "n": 1}}, "bc": {}}
 
 
 def test_a_tiny_study_killed_mid_way_completes_without_redoing_a_cell(tmp_path):
