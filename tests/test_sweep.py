@@ -7,9 +7,9 @@ import torch
 
 from conftest import run_cli
 from pc_lightning.domains.sweep import SweepDataModule
-from pc_lightning.domains.sweep.codec import EFFECTOR, FULL_EFFECTOR, PARTICLE, Codec
+from pc_lightning.domains.sweep.codec import BOTH, EFFECTOR, FULL_EFFECTOR, PARTICLE, Codec, split_tokens
 from pc_lightning.domains.sweep.env import SweepConfig, SweepEnv
-from pc_lightning.domains.sweep.expert import GAIN, ROUTE_STEPS, SweepExpert, from_level, to_level
+from pc_lightning.domains.sweep.expert import AT_GOAL, MOVES, SPEED, UNREACHED, SweepExpert, to_level
 from pc_lightning.domains.sweep.suite import SweepSuite, particle_count
 
 CFG = SweepConfig()
@@ -79,20 +79,58 @@ def test_codec_round_trip_within_the_binning_error():
         for p in to_level(pos[loose]):
             assert state[p[1] // 2, p[0] // 2] == PARTICLE + 2 * (p[1] % 2) + p[0] % 2
         blocks = codec.encode_procedure(plan)
-        assert blocks.shape == (3, 14, 5) and blocks.max() < codec.step_vocab
-        n = len(plan.particles)
-        assert np.array_equal(blocks[0, :n, :2], plan.particles)
-        assert np.array_equal(blocks[2, 12:, :2], plan.waypoints)
-        step = blocks[2, 12:, 2:4] - codec.step - ROUTE_STEPS  # (2, 2) waypoint - effector, levels
-        assert np.array_equal(step, plan.waypoints - plan.effectors) and np.abs(step).max() <= ROUTE_STEPS
-        assert codec.stop_fn(torch.zeros(3, 16, 16), torch.from_numpy(blocks)).tolist() == [False, False, True]
-        # the action block decodes to the bin centres, within half a bin of the unbinned command
-        v = GAIN * (from_level(plan.waypoints) - from_level(plan.effectors))
-        v = v * np.minimum(1.0, CFG.max_speed / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9))
+        assert blocks.shape == (plan.rounds + 1, 16, 16) and blocks.max() < codec.step_vocab
+        m = split_tokens(blocks)  # (L+1, S, S, 2)
+        # x_0: the sources alone, flood 0 the particles the grid shows, flood 1 the bowls' centres
+        shown = (state >= PARTICLE) & (state < PARTICLE + 4)
+        assert np.array_equal(m[0, ..., 0] == AT_GOAL, shown) and (m[0] <= AT_GOAL).all()
+        bowls = np.zeros_like(shown)
+        bowls[np.floor(env.bowls[:, 1]).astype(int), np.floor(env.bowls[:, 0]).astype(int)] = True
+        assert np.array_equal(m[0, ..., 1] == AT_GOAL, bowls)
+        for f in range(2):  # then each round keeps what the one before reached
+            for l in range(1, len(blocks)):
+                before = m[l - 1, ..., f] != UNREACHED
+                assert np.array_equal(m[l, ..., f][before], m[l - 1, ..., f][before])
+        assert codec.stop_fn(torch.from_numpy(np.repeat(state[None], len(blocks), 0)),
+                             torch.from_numpy(blocks)).tolist() == [False] * plan.rounds + [True]
+        # the action is the one read from the last block at the effectors' cells
+        assert np.array_equal(codec.action_of(state, blocks[-1], 9), plan.action)
+        # and decodes to the bin centres, within half a bin of the unbinned command
+        v = np.zeros((2, 2))
+        for k, (x, y) in enumerate(plan.cells):
+            t = m[-1, y, x, int(plan.full[k])]  # an empty spatula follows flood 0, a full one flood 1
+            v[k] = SPEED * np.array(MOVES[t - 2]) if t >= 2 else 0.0
         decoded = expert.bins.decode(plan.action).reshape(2, 2)
         assert np.array_equal(decoded, plan.command)
         assert (np.abs(decoded - v).ravel() <= expert.bins.max_error + 1e-9).all()
         env.step(plan.command)
+
+
+def test_the_flood_is_a_breadth_first_search():
+    """On the open table a flood's round is the king-move distance to the nearest source,
+    the border is never reached, and every reached cell moves onto a cell one round earlier."""
+    expert = SweepExpert(CFG, np.array([[4.5, 4.5], [11.5, 11.5]]))
+    dist, move = expert.flood(np.array([[8, 8], [3, 12]]))
+    ys, xs = np.mgrid[0:16, 0:16]
+    inner = (ys > 0) & (ys < 15) & (xs > 0) & (xs < 15)
+    near = np.minimum(np.maximum(abs(xs - 8), abs(ys - 8)), np.maximum(abs(xs - 3), abs(ys - 12)))
+    assert np.array_equal(dist[inner], near[inner])
+    assert (dist[~inner] == -1).all() and move[8, 8] == move[12, 3] == AT_GOAL
+    for y, x in np.argwhere(dist > 0):
+        dx, dy = MOVES[move[y, x] - 2]
+        assert dist[y + dy, x + dx] == dist[y, x] - 1
+    dist, _ = expert.flood(np.array([[8, 8]]), also=np.array([[15, 4]]))  # a spatula at the wall
+    assert dist[4, 15] == 7 and dist[4, 0] == -1
+
+
+def test_two_spatulas_in_one_cell_are_both_shown():
+    codec = Codec(CFG)
+    env = SweepEnv(1, 4)
+    for body in env.effectors:
+        body.position = (6.3, 6.8)
+    state = codec.encode_state(env)
+    assert state[6, 6] == BOTH + 2  # both empty, effector 0 in the cell's lower left quarter
+    assert codec.effector_cells(state) == [((6, 6), 0), ((6, 6), 0)]
 
 
 def test_splits_come_from_disjoint_seeds():
@@ -119,8 +157,9 @@ def test_a_tiny_fit_through_the_cli(tmp_path):
 
 @pytest.mark.parametrize("t", range(8))
 def test_a_symmetry_moves_state_procedure_and_action_together(t):
-    """After any of the 8 symmetries, the grid's particles sit at the procedure's (re-sorted)
-    x_0 coordinates, the effectors at theirs, and the velocity bins are the transformed command's."""
+    """After any of the 8 symmetries, the floods are still breadth-first searches, the action
+    is still read from the last block at the effectors' cells, and the velocity bins are the
+    transformed command's."""
     from pc_lightning.domains.sweep.codec import DihedralAugment
 
     codec = Codec(CFG)
@@ -136,15 +175,17 @@ def test_a_symmetry_moves_state_procedure_and_action_together(t):
             return t
 
     s2, x2, a2 = DihedralAugment(codec, 9)(state, steps, plan.action, Fixed())
-    n = len(plan.particles)
-    rows = x2[0, :n]
-    assert (np.lexsort((rows[:, 0], rows[:, 1])) == np.arange(n)).all()  # raster order
-    for (lx, ly), flag in zip(rows[:, :2], rows[:, 2]):
-        if flag == codec.free:
-            assert s2[ly // 2, lx // 2] == PARTICLE + 2 * (ly % 2) + lx % 2
+    # the grid's particles and effectors moved with their cells; the floods with them:
+    # each reached cell still moves onto a cell of the round before (a BFS up to ties)
+    assert sorted(np.bincount(s2.ravel(), minlength=39)) == sorted(np.bincount(state.ravel(), minlength=39))
+    m = split_tokens(x2)
     for k in range(2):
-        lx, ly = x2[0, 12 + k, :2]
-        assert (s2[ly // 2, lx // 2] - EFFECTOR) % 4 == 2 * (ly % 2) + lx % 2
+        first = np.where((m[..., k] != UNREACHED).any(0), (m[..., k] != UNREACHED).argmax(0), -1)
+        for y, x in np.argwhere(first > 0):
+            dx, dy = MOVES[m[-1, y, x, k] - 2]
+            assert first[y + dy, x + dx] == first[y, x] - 1
+    # the action is still the move at each effector's cell, and the transformed command
+    assert np.array_equal(codec.action_of(s2, x2[-1], 9), a2)
     v = expert.bins.decode(plan.action).reshape(2, 2)
     if t & 4:
         v = v[:, ::-1]

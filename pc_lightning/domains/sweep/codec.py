@@ -1,36 +1,31 @@
-"""Tokens for the sweep domain: a top-down grid for the state, coordinate rows for the
-procedure, a block of velocity bins for the action.
+"""Tokens for the sweep domain: a top-down grid for the state, the two effectors' floods
+for the procedure, a block of velocity bins for the action.
 
 State block (size x size, one token per cell of the table): what lies at the cell, the
 top one of effector > particle > particle in a bowl > bowl > table. A particle or an
 effector's token also says which quarter of the cell holds its centre, so the grid shows
 positions at half a cell, the expert's *levels* (``expert.py``):
 
-    TABLE 0, BOWL 1, IN_BOWL 2, PARTICLE 3 + q, EFFECTOR_k 7 + 4k + q, FULL_EFFECTOR_k 15 + 4k + q
+    TABLE 0, BOWL 1, IN_BOWL 2, PARTICLE 3 + q, EFFECTOR_k 7 + 4k + q, FULL_EFFECTOR_k 15 + 4k + q,
+    BOTH 23 + 4 * (2 * full_0 + full_1) + q
 
 with q = 2 * (lower half) + (right half) and k the effector (a full effector carries a
-particle, which lies under it and is not drawn).
+particle, which lies under it and is not drawn; BOTH: the two spatulas in one cell, q
+effector 0's quarter). 39 ids.
 
-Step blocks (``max_particles`` + 2 rows, 5 columns; rows 0 .. P-1 the particles not yet in
-a bowl in raster order, then unused rows, then the two effectors; column 4 the stage):
-
-    x_0 locate   particle [x, y, FREE | CARRIED_k, PAD, STAGE_0]   effector [x, y, PAD, PAD, STAGE_0]
-    x_1 assign   particle [bowl x, bowl y, OWNER_k | PAD, PAD, STAGE_1]
-                 effector [goal x, goal y, PAD, PAD, STAGE_1]   (its particle's bowl if it carries
-                                                                 it, else the particle; PAD: no target)
-    x_2 plan     particle [PAD, PAD, PAD, PAD, STAGE_2]
-                 effector [waypoint x, waypoint y, STEP dx, STEP dy, STAGE_2]
-
-Coordinates are levels 0 .. 2*size - 1 (position = (level + 0.5) / 2 cells), the token
-ids 0 .. 2*size - 1. A step is waypoint - effector in levels per axis, -R .. R with R =
-``expert.ROUTE_STEPS``, token STEP + R + d: the action is a function of the two step tokens
-alone (``expert.py``, *act*). Unused rows are PAD but for their stage. Generation stops at
-STAGE_2.
+Step blocks have the state's shape: x_l is round l of the two floods (``expert.py``),
+flood 0 from the particles, flood 1 from the bowls. A cell's token is ``10 * m_0 + m_1``,
+m_f for flood f: UNREACHED 0, AT_GOAL 1 (a source; x_0 holds the sources alone), or
+2 + i for a cell reached by round l whose move towards the sources is ``MOVES[i]``.
+100 ids. Generation stops at the first block where every effector is reached at its cell
+by its flood (flood 0 for an empty spatula, flood 1 for a full one; a flood without a
+source reaches no one and waits for no one).
 
 Action block: 4 tokens, effector 0 (vx, vy), effector 1 (vx, vy), each one of ``n_bins``
-uniform bins over [-max_speed, max_speed] (``expert.velocity_bins``). The expert executes
-the bin centres, so decoding a predicted block gives exactly the expert's command where
-the bins are right; the binning error against the unbinned command is half a bin.
+uniform bins over [-max_speed, max_speed] (``expert.velocity_bins``): the bins of
+``SPEED`` x the move at the effector's cell in the last block. The expert executes the
+bin centres, so decoding a predicted block gives exactly the expert's command where the
+bins are right; the binning error against the unbinned command is at most half a bin.
 """
 
 from __future__ import annotations
@@ -40,31 +35,44 @@ import torch
 from torch import Tensor
 
 from pc_lightning.domains.sweep.env import N_EFFECTORS, SweepConfig
-from pc_lightning.domains.sweep.expert import ROUTE_STEPS, Plan, from_level, to_level
+from pc_lightning.domains.sweep.expert import AT_GOAL, MOVES, UNREACHED, Plan, to_level
 
 TABLE, BOWL, IN_BOWL, PARTICLE = 0, 1, 2, 3
-EFFECTOR, FULL_EFFECTOR = 7, 15
-STATE_VOCAB = 23
-N_COLUMNS = 5
-STAGES = 3  # locate, assign, plan
+EFFECTOR, FULL_EFFECTOR, BOTH = 7, 15, 23
+STATE_VOCAB = 39
+
+
+def effector_masks(state, k: int) -> tuple:
+    """Where the state shows effector k (..., S, S), empty and full: its own tokens, and
+    the BOTH tokens with its fullness bit. numpy or torch."""
+    empty = (state >= EFFECTOR + 4 * k) & (state < EFFECTOR + 4 * k + 4)
+    full = (state >= FULL_EFFECTOR + 4 * k) & (state < FULL_EFFECTOR + 4 * k + 4)
+    both = (state >= BOTH) & (state < BOTH + 16)
+    bit = ((state - BOTH) // 4 >> (1 - k)) & 1  # full_k of a BOTH token
+    return empty | (both & (bit == 0)), full | (both & (bit == 1))
+MOVE_TOKENS = 2 + len(MOVES)  # per effector: UNREACHED, AT_GOAL, the eight moves
+STEP_VOCAB = MOVE_TOKENS**N_EFFECTORS
+
+
+def split_tokens(block: np.ndarray) -> np.ndarray:
+    """Step tokens (...,) -> each effector's flood token (..., 2)."""
+    block = np.asarray(block)
+    return np.stack([block // MOVE_TOKENS, block % MOVE_TOKENS], -1)
+
+
+def join_tokens(m0: np.ndarray, m1: np.ndarray) -> np.ndarray:
+    return MOVE_TOKENS * np.asarray(m0) + np.asarray(m1)
 
 
 class Codec:
-    """Token layout for tables of ``cfg.size`` cells and at most ``max_particles`` particles."""
+    """Token layout for tables of ``cfg.size`` cells (``max_particles``: the most any suite has)."""
 
     def __init__(self, cfg: SweepConfig, max_particles: int = 12) -> None:
         self.cfg = cfg
         self.max_particles = max_particles
-        self.levels = 2 * cfg.size
-        self.pad = self.levels
-        self.free = self.pad + 1
-        self.carried = self.free + 1  # + k
-        self.owner = self.carried + N_EFFECTORS  # + k
-        self.step = self.owner + N_EFFECTORS  # + ROUTE_STEPS + d, d in -R .. R
-        self.stage = self.step + 2 * ROUTE_STEPS + 1  # + l
-        self.step_vocab = self.stage + STAGES
+        self.step_vocab = STEP_VOCAB
         self.state_vocab = STATE_VOCAB
-        self.step_shape = (max_particles + N_EFFECTORS, N_COLUMNS)
+        self.max_blocks = 2 * cfg.size  # a flood's rounds on the table, and then some
 
     # ---------------------------------------------------------------- state
     @staticmethod
@@ -93,48 +101,56 @@ class Codec:
             grid[cell[:, 1], cell[:, 0]] = IN_BOWL if token is None else token + q
         cell, q = self._cell_and_quarter(env.effector_positions())
         cell = np.clip(cell, 0, s - 1)
-        for k in reversed(range(N_EFFECTORS)):  # effector 0 on top where they overlap
-            base = FULL_EFFECTOR if env.carrying[k] >= 0 else EFFECTOR
-            grid[cell[k, 1], cell[k, 0]] = base + 4 * k + q[k]
+        full = env.carrying >= 0
+        if (cell[0] == cell[1]).all():
+            grid[cell[0, 1], cell[0, 0]] = BOTH + 4 * (2 * int(full[0]) + int(full[1])) + q[0]
+            return grid
+        for k in range(N_EFFECTORS):
+            grid[cell[k, 1], cell[k, 0]] = (FULL_EFFECTOR if full[k] else EFFECTOR) + 4 * k + q[k]
         return grid
 
     # ---------------------------------------------------------------- procedure
-    def encode_procedure(self, plan: Plan) -> np.ndarray:
-        """The expert's plan -> step blocks (3, max_particles + 2, 5)."""
-        n = len(plan.particles)
-        if n > self.max_particles:
-            raise ValueError(f"{n} particles do not fit the step blocks of {self.max_particles} "
-                             "(raise data.init_args.max_particles)")
-        out = np.full((STAGES, *self.step_shape), self.pad, dtype=np.int64)
-        for l in range(STAGES):
-            out[l, :, 4] = self.stage + l
-        eff = slice(self.max_particles, self.max_particles + N_EFFECTORS)
-        # x_0: locate
-        out[0, :n, :2] = plan.particles
-        out[0, :n, 2] = np.where(plan.carried_by >= 0, self.carried + plan.carried_by, self.free)
-        out[0, eff, :2] = plan.effectors
-        # x_1: assign
-        out[1, :n, :2] = plan.bowl_of
-        out[1, :n, 2] = np.where(plan.owner >= 0, self.owner + plan.owner, self.pad)
+    def effector_cells(self, state: np.ndarray) -> list[tuple[tuple[int, int], int]]:
+        """Each effector's cell (row, column) and flood (0 empty, 1 full), as the state shows it."""
+        out = []
         for k in range(N_EFFECTORS):
-            t = plan.target[k]
-            if t >= 0:
-                carrying = plan.carried_by[t] == k
-                out[1, self.max_particles + k, :2] = plan.bowl_of[t] if carrying else plan.particles[t]
-        # x_2: plan
-        out[2, eff, :2] = plan.waypoints
-        out[2, eff, 2:4] = self.step + ROUTE_STEPS + (plan.waypoints - plan.effectors)
+            empty, full = effector_masks(state, k)
+            hit = np.argwhere(empty | full)
+            cell = tuple(int(v) for v in hit[0]) if len(hit) else (0, 0)
+            out.append((cell, int(full[cell])))
         return out
 
-    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
-        """Generation's stop rule: the block is the plan (stage 2). (B, S, S), (B, P + 2, 5) -> (B,)."""
-        return step[:, 0, 4] == self.stage + STAGES - 1
+    def encode_procedure(self, plan: Plan) -> np.ndarray:
+        """The expert's plan -> step blocks (L+1, S, S): x_0 the sources, x_l the floods' round
+        l, up to the first block that meets :meth:`stop_fn`."""
+        blocks = []
+        for l in range(plan.rounds + 1):
+            m = [np.where((plan.dist[f] >= 0) & (plan.dist[f] <= l), plan.moves[f], UNREACHED) for f in range(2)]
+            blocks.append(join_tokens(*m))
+        return np.stack(blocks).astype(np.int64)
 
-    def coordinates(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The coordinate cells of a block (rows, 2 columns) as levels, and a mask of those
-        that hold a coordinate (not PAD)."""
-        xy = np.asarray(block)[..., :2]
-        return xy, xy < self.levels
+    def action_of(self, state: np.ndarray, block: np.ndarray, n_bins: int) -> np.ndarray:
+        """The action (4 bin ids) a procedure's last block gives at the effectors' cells, as the expert acts."""
+        from pc_lightning.domains.sweep.expert import SPEED, velocity_bins
+
+        m = split_tokens(block)
+        v = np.zeros((N_EFFECTORS, 2))
+        for k, ((r, c), f) in enumerate(self.effector_cells(state)):
+            t = int(m[r, c, f])
+            if t >= 2:
+                v[k] = SPEED * np.array(MOVES[t - 2], dtype=np.float64)
+        return velocity_bins(self.cfg, n_bins).encode(v.reshape(-1))
+
+    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
+        """Generation's stop rule (see the module docstring): (B, S, S), (B, S, S) -> (B,)."""
+        floods = [step // MOVE_TOKENS, step % MOVE_TOKENS]
+        sourced = [(m == AT_GOAL).flatten(1).any(1) for m in floods]  # (B,) per flood
+        done = torch.ones(len(state), dtype=torch.bool, device=state.device)
+        for k in range(N_EFFECTORS):
+            for f, here in enumerate(effector_masks(state, k)):
+                reached = (here & (floods[f] != UNREACHED)).flatten(1).any(1)
+                done &= ~(here.flatten(1).any(1) & sourced[f]) | reached
+        return done
 
     # ---------------------------------------------------------------- render
     def scene_rgb(self, state: np.ndarray, scale: int = 16) -> np.ndarray:
@@ -148,38 +164,61 @@ class Codec:
         palette[EFFECTOR + 4 : EFFECTOR + 8] = (220, 130, 0)
         palette[FULL_EFFECTOR : FULL_EFFECTOR + 4] = (90, 110, 255)
         palette[FULL_EFFECTOR + 4 : FULL_EFFECTOR + 8] = (255, 180, 60)
+        palette[BOTH:] = (150, 60, 170)
         img = palette[np.clip(np.asarray(state), 0, STATE_VOCAB - 1)]
         return img.repeat(scale, 0).repeat(scale, 1)
 
-    def level_to_pixel(self, level: np.ndarray, scale: int = 16) -> np.ndarray:
-        return from_level(level) * scale
+    FLOOD_RGB = ((200, 30, 30), (40, 90, 220))  # flood 0 (from the particles), flood 1 (from the bowls)
 
-    def render_procedures(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
-        """Image (3, H, W): the scene with each stage's coordinates drawn over it, one panel
-        per stage (locate, assign, plan): the expert's as rings, the model's as crosses."""
+    def block_rgb(self, state: np.ndarray, block: np.ndarray, scale: int = 16, wrong: np.ndarray | None = None
+                  ) -> np.ndarray:
+        """The scene with one step block over it: each flood's reached cells tinted in its
+        colour, its sources ringed, its moves as short strokes; ``wrong`` (S, S) bool cells get a black dot."""
         from PIL import Image, ImageDraw
 
-        scale = 16
-        base = self.scene_rgb(state, scale)
-        panels = []
-        for l in range(STAGES):
-            im = Image.fromarray(base.copy())
-            draw = ImageDraw.Draw(im)
-            for blocks, colour, mark in ((expert, (0, 0, 0), "ring"), (generated, (200, 0, 200), "cross")):
-                if l >= len(blocks) or (np.asarray(blocks[l]) < 0).any():
-                    continue
-                xy, ok = self.coordinates(blocks[l])
-                for (x, y) in xy[ok.all(-1)]:
-                    px, py = self.level_to_pixel(np.array([x, y]), scale)
-                    if mark == "ring":
-                        draw.ellipse([px - 5, py - 5, px + 5, py + 5], outline=colour, width=2)
-                    else:
-                        draw.line([px - 4, py - 4, px + 4, py + 4], fill=colour, width=2)
-                        draw.line([px - 4, py + 4, px + 4, py - 4], fill=colour, width=2)
-            draw.text((3, 2), ["x0 locate", "x1 assign", "x2 plan"][l] + "  o expert  x model", fill=(0, 0, 0))
-            panels.append(np.asarray(im))
-            panels.append(np.full((base.shape[0], 4, 3), 255, np.uint8))
-        img = np.concatenate(panels[:-1], 1)
+        base = self.scene_rgb(state, scale).astype(np.float64)
+        m = split_tokens(block)  # (S, S, 2)
+        for k in range(N_EFFECTORS):
+            reached = (m[..., k] != UNREACHED).repeat(scale, 0).repeat(scale, 1)
+            base[reached] = 0.7 * base[reached] + 0.3 * np.array(self.FLOOD_RGB[k])
+        im = Image.fromarray(base.astype(np.uint8))
+        draw = ImageDraw.Draw(im)
+        for k in range(N_EFFECTORS):
+            for r, c in np.argwhere(m[..., k] != UNREACHED):
+                cx, cy = (c + 0.5) * scale, (r + 0.5) * scale
+                t = int(m[r, c, k])
+                if t == AT_GOAL:
+                    draw.ellipse([cx - 6, cy - 6, cx + 6, cy + 6], outline=self.FLOOD_RGB[k], width=2)
+                elif t >= 2:
+                    dx, dy = MOVES[t - 2]
+                    draw.line([cx, cy, cx + dx * scale * 0.4, cy + dy * scale * 0.4], fill=self.FLOOD_RGB[k], width=1)
+        if wrong is not None:
+            for r, c in np.argwhere(wrong):
+                cx, cy = (c + 0.5) * scale, (r + 0.5) * scale
+                draw.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=(0, 0, 0))
+        return np.asarray(im)
+
+    def render_procedures(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
+        """Image (3, H, W): the expert's floods (top row) and the model's (bottom) at x_0, the
+        middle round and the last, over the scene, with a key; black dots: the model's wrong cells."""
+        from pc_lightning.eval.pictures import labelled_grid
+
+        n = max(len(expert), len(generated), 1)
+        picks = sorted({0, (n - 1) // 2, n - 1})
+        rows = []
+        for label, blocks in (("expert", expert), ("model", generated)):
+            tiles = []
+            for l in picks:
+                if l < len(blocks):
+                    wrong = None if label == "expert" or l >= len(expert) else np.asarray(blocks[l]) != expert[l]
+                    tiles.append(self.block_rgb(state, blocks[l], wrong=wrong))
+                else:
+                    tiles.append(np.full_like(self.scene_rgb(state), 255))
+            rows.append((label, tiles))
+        key = [("flood from particles", self.FLOOD_RGB[0]), ("flood from bowls", self.FLOOD_RGB[1]),
+               ("spatula 0", (30, 60, 200)), ("spatula 1", (220, 130, 0)), ("in bowl", (40, 160, 60)),
+               ("wrong", (0, 0, 0))]
+        img = labelled_grid(rows, [f"x{l}" for l in picks], key)
         return torch.from_numpy(img).permute(2, 0, 1).contiguous()
 
 
@@ -187,7 +226,7 @@ class Codec:
 def _quarter_tokens(flip_x: bool, flip_y: bool, swap: bool) -> np.ndarray:
     """The state token map of one symmetry: particle and effector tokens move their quarter."""
     out = np.arange(STATE_VOCAB)
-    for base in (PARTICLE, EFFECTOR, EFFECTOR + 4, FULL_EFFECTOR, FULL_EFFECTOR + 4):
+    for base in (PARTICLE, EFFECTOR, EFFECTOR + 4, FULL_EFFECTOR, FULL_EFFECTOR + 4, *range(BOTH, BOTH + 16, 4)):
         for q in range(4):
             qx, qy = q % 2, q // 2
             if swap:
@@ -197,47 +236,46 @@ def _quarter_tokens(flip_x: bool, flip_y: bool, swap: bool) -> np.ndarray:
     return out
 
 
+def _move_tokens(flip_x: bool, flip_y: bool, swap: bool) -> np.ndarray:
+    """A flood token map (MOVE_TOKENS,) of one symmetry: each move (dx, dy) transformed."""
+    out = np.arange(MOVE_TOKENS)
+    for i, (dx, dy) in enumerate(MOVES):
+        if swap:
+            dx, dy = dy, dx
+        out[2 + i] = 2 + MOVES.index((-dx if flip_x else dx, -dy if flip_y else dy))
+    return out
+
+
 class DihedralAugment:
     """A random one of the table's 8 symmetries (transpose, then mirror x and/or y) applied
-    to a state, its procedure and its action block: grid cells and quarters, coordinate
-    levels, particle rows re-sorted into raster order (their x_1 rows with them), velocity
-    bins mirrored (the bins are symmetric about 0: bin i of -v is n_bins - 1 - i) and swapped. The expert's
-    plan on the transformed table is the same up to its tie-breaks (its routes' neighbour
-    order)."""
+    to a state, its procedure and its action block: grid cells, quarters and flood moves
+    move together, velocity bins are mirrored (the bins are symmetric about 0: bin i of -v
+    is n_bins - 1 - i) and swapped. The floods on the transformed table are the expert's
+    up to its tie-breaks (the order of ``MOVES``), and the action is still the move at each
+    effector's cell in the last block."""
 
     def __init__(self, codec: Codec, n_bins: int) -> None:
         self.codec, self.n_bins = codec, n_bins
+
+    @staticmethod
+    def _grid(g: np.ndarray, flip_x: bool, flip_y: bool, swap: bool) -> np.ndarray:
+        if swap:
+            g = np.swapaxes(g, -1, -2)
+        if flip_x:
+            g = g[..., ::-1]
+        if flip_y:
+            g = g[..., ::-1, :]
+        return g
 
     def __call__(self, state: np.ndarray, steps: np.ndarray, action: np.ndarray, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         t = int(rng.integers(8))
         swap, flip_x, flip_y = bool(t & 4), bool(t & 1), bool(t & 2)
-        c = self.codec
-        s = np.asarray(state)
-        if swap:
-            s = s.T
-        if flip_x:
-            s = s[:, ::-1]
-        if flip_y:
-            s = s[::-1]
-        s = _quarter_tokens(flip_x, flip_y, swap)[s]
-        x = np.array(steps, dtype=np.int64, copy=True)  # (L, P + 2, 5)
-        # coordinate column pairs (x, y): levels mirror about the table (id top - v), steps about 0
-        for (a, b), lo, top in (((0, 1), 0, c.levels - 1), ((2, 3), c.step, c.step + 2 * ROUTE_STEPS)):
-            xy = x[:, :, [a, b]]
-            has = (xy >= lo) & (xy <= top)
-            if swap:
-                xy = xy[..., ::-1]
-                has = has[..., ::-1]
-            xy = xy.copy()
-            if flip_x:
-                xy[..., 0] = np.where(has[..., 0], lo + top - xy[..., 0], xy[..., 0])
-            if flip_y:
-                xy[..., 1] = np.where(has[..., 1], lo + top - xy[..., 1], xy[..., 1])
-            x[:, :, [a, b]] = xy
-        n = int((x[0, : c.max_particles, 0] < c.levels).sum())  # particles in use, rows 0 .. n-1
-        order = np.lexsort((x[0, :n, 0], x[0, :n, 1]))
-        x[:, :n] = x[:, :n][:, order]
+        s = _quarter_tokens(flip_x, flip_y, swap)[self._grid(np.asarray(state), flip_x, flip_y, swap)]
+        x = self._grid(np.asarray(steps, dtype=np.int64), flip_x, flip_y, swap)  # (L, S, S)
+        moves = _move_tokens(flip_x, flip_y, swap)
+        m = split_tokens(x)
+        x = join_tokens(moves[m[..., 0]], moves[m[..., 1]])
         v = np.asarray(action).reshape(-1, 2).copy()  # (effectors, (vx, vy)) bin ids
         if swap:
             v = v[:, ::-1].copy()
@@ -245,4 +283,4 @@ class DihedralAugment:
             v[:, 0] = self.n_bins - 1 - v[:, 0]
         if flip_y:
             v[:, 1] = self.n_bins - 1 - v[:, 1]
-        return np.ascontiguousarray(s), x, v.reshape(-1)
+        return np.ascontiguousarray(s), np.ascontiguousarray(x), v.reshape(-1)

@@ -51,7 +51,7 @@ class SweepDataModule(ProcedureDataModule):
     """
 
     domain = "sweep"
-    generator_version = "2"  # 2: bounded waypoints, step tokens in x_2
+    generator_version = "3"  # 3: the effectors' floods on the table's grid; 2: waypoints in coordinate rows
 
     def __init__(self, n_train_configs: int = 40, n_val_configs: int = 4, particles: tuple[int, int] = (4, 8),
                  shift_particles: tuple[int, int] = (10, 12), max_particles: int = 12, n_val_env_configs: int = 16,
@@ -85,8 +85,7 @@ class SweepDataModule(ProcedureDataModule):
 
     @property
     def spec(self) -> TokenSpec:
-        return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, [self.n_bins] * 4,
-                         step_shape=list(self.codec.step_shape))
+        return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, [self.n_bins] * 4)
 
     def augment_fn(self) -> DihedralAugment:
         """A random symmetry of the table per example (``aug_bc``; ``augment: true`` for the others)."""

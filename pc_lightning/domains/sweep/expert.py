@@ -1,23 +1,28 @@
 """The scripted sweeping expert, which plans on exactly what the observation shows.
 
-Positions are known at the observation's resolution, half a cell (a *level*: level k is
-the position (k + 0.5) / 2), and every quantity of the plan is computed from those levels,
-so the expert's decision is a function of the observation and a learner can reproduce it.
-Per decision, in order (each step is one block of the procedure, ``codec.py``):
+Per decision (generator version 3, 2026-12-01; each round of step 2 is one block of the
+procedure, ``codec.py``):
 
-1. *Locate*: the particles not yet in a bowl and the effectors, by level, particles in
-   raster order; a particle on a spatula lies at the spatula's level.
-2. *Assign*: each particle's bowl (the nearest one), and each effector's target: the
-   particle it carries, or, for the empty ones, the particles not carried by anyone, one
-   each, the pair with the least total distance (one particle left: the nearer effector).
-3. *Plan*: each effector's waypoint, ROUTE_STEPS levels along the shortest route
-   (8-connected, over the levels, on the table and clear of the other particles) to its
-   target (nearer if the target is nearer): the target's bowl for a full spatula, the
-   particle itself for an empty one (it scoops the particle on contact). Its *step*, the
-   waypoint minus the effector's level, is then at most ROUTE_STEPS levels per axis.
-4. *Act*: each effector's velocity, ``gain`` x the step in cells, its norm clipped to ``max_speed``,
-   binned per axis (the executed command is the bin's centre): a function of the step
-   alone.
+1. *Sources*: the cells that show a loose particle (the observation grid's, ``codec.py``:
+   one under a spatula is not shown) and the bowls' centre cells.
+2. *Floods*: two breadth-first floods over the table's cells, 8-connected, through every
+   cell but the border (where a spatula's centre cannot be): flood 0 from every particle
+   source, flood 1 from every bowl. A cell reached in round l holds its move towards a
+   cell of round l - 1 (ties: the first in ``MOVES``). The rounds go on until each
+   effector is reached at its cell by its flood: an empty spatula by flood 0 (it scoops
+   the first particle it touches), a full one by flood 1 (its particle drops into a bowl
+   once the spatula is in the bowl's centre cell).
+3. *Act*: each effector's velocity, SPEED x the move at its cell in its flood's last
+   round ((0, 0) at a source, or where its flood has no source), binned per axis (the
+   executed command is the bin's centre): read from the procedure alone, as a maze's
+   action is read from its BFS map, and every round follows from the one before and the
+   state, so the procedure is what the expert computed to decide.
+
+Version 2 planned a waypoint along a route over half-cell levels and wrote coordinates
+into rows: a global numeric readout that this translation-equivariant model could not
+learn (``docs/notes/2026-12-01-sweep-encoding.md``). A first version 3 assigned each
+effector one particle (the pair with the least total distance) and flooded from it; the
+assignment, a global argmin, was never learnt (x_0 right on no probe after 500 steps).
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ import numpy as np
 from pc_lightning.data.bins import UniformBins
 from pc_lightning.domains.sweep.env import N_EFFECTORS, SweepConfig
 
-GAIN = 3.0  # 1/s: velocity per cell of distance to the waypoint
-ROUTE_STEPS = 3  # levels along the route to the push point per waypoint
-NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+SPEED = 3.5  # cells/s per axis of a move: the outer bins (centre 3.56 with 9 bins over +-4), 0.71 cells a command
+#: The eight moves (dx, dy) of a flood's cell towards its goal, in tie-break order; move
+#: token m is 2 + its index (``codec.py``).
+MOVES = [(0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (1, -1), (-1, 1), (1, 1)]
+UNREACHED, AT_GOAL = 0, 1
 
 
 def to_level(x: np.ndarray) -> np.ndarray:
@@ -52,15 +59,13 @@ def velocity_bins(cfg: SweepConfig, n_bins: int) -> UniformBins:
 
 @dataclass
 class Plan:
-    """One decision and everything computed to reach it, in levels (see the module docstring)."""
+    """One decision and everything computed to reach it (see the module docstring)."""
 
-    particles: np.ndarray  # (n, 2) levels of the particles not in a bowl, raster order (by y, then x)
-    carried_by: np.ndarray  # (n,) the effector carrying each particle, -1 none
-    effectors: np.ndarray  # (2, 2) levels
-    bowl_of: np.ndarray  # (n, 2) levels of each particle's bowl
-    target: np.ndarray  # (2,) each effector's particle (row of ``particles``), -1 none
-    owner: np.ndarray  # (n,) the effector that targets each particle, -1 none
-    waypoints: np.ndarray  # (2, 2) levels, at most ROUTE_STEPS from the effector's per axis
+    cells: np.ndarray  # (2, 2) each effector's cell (x, y) as the observation shows it
+    full: np.ndarray  # (2,) bool: the effector carries a particle (so it follows flood 1)
+    dist: np.ndarray  # (2, S, S) per flood and cell (row y, column x): its round, -1 never
+    moves: np.ndarray  # (2, S, S) per flood and cell: UNREACHED, AT_GOAL (a source) or 2 + its move in MOVES
+    rounds: int  # the procedure's last round L (blocks x_0 .. x_L)
     action: np.ndarray  # (4,) bin ids: effector 0 (vx, vy), effector 1 (vx, vy)
     command: np.ndarray  # (2, 2) the executed velocities (bin centres), cells/s
 
@@ -70,109 +75,67 @@ class SweepExpert:
 
     def __init__(self, cfg: SweepConfig, bowls: np.ndarray, n_bins: int = 9) -> None:
         self.cfg = cfg
-        self.bowl_levels = to_level(bowls)  # (n_bowls, 2): the bowls as the observation shows them
+        self.bowl_cells = np.clip(np.floor(np.asarray(bowls)).astype(np.int64), 0, cfg.size - 1)  # (n_bowls, 2)
         self.bins = velocity_bins(cfg, n_bins)
-        self.contact = cfg.particle_radius + cfg.effector_radius
-        self.grid = 2 * cfg.size  # levels per axis
 
-    def free_cells(self, obstacles: np.ndarray, clearance: np.ndarray) -> np.ndarray:
-        """(G, G) bool over the levels: where an effector's centre may be, on the table and at
-        least ``clearance`` (k,) from each obstacle particle (k, 2)."""
-        centres = from_level(np.arange(self.grid))  # (G,)
-        xy = np.stack(np.meshgrid(centres, centres, indexing="xy"), -1)  # (G, G, 2): [row y, col x] -> (x, y)
-        lo, hi = self.cfg.effector_radius, self.cfg.size - self.cfg.effector_radius
-        free = ((xy >= lo) & (xy <= hi)).all(-1)
-        for o, c in zip(obstacles, clearance):
-            free &= np.linalg.norm(xy - o, axis=-1) >= c
-        return free
-
-    def route(self, e: np.ndarray, b: np.ndarray, free: np.ndarray) -> np.ndarray:
-        """The point ROUTE_STEPS levels along a shortest 8-connected path over ``free`` from
-        the effector at e to the push point b (cells); where no path exists, ROUTE_STEPS
-        levels straight towards b (per axis)."""
-        goal, start = to_level(b)[::-1], to_level(e)[::-1]  # (row, col)
-        free = free.copy()
-        free[tuple(goal)] = free[tuple(start)] = True
-        dist = np.full((self.grid + 2, self.grid + 2), np.inf)  # padded by one: no wrap-around
-        dist[goal[0] + 1, goal[1] + 1] = 0.0
-        inner = np.pad(free, 1, constant_values=False)
-        for _ in range(self.grid * self.grid):
-            near = np.min([np.roll(np.roll(dist, dy, 0), dx, 1) for dy, dx in NEIGHBOURS], axis=0) + 1
-            new = np.where(inner, np.minimum(dist, near), np.inf)
-            if np.array_equal(new, dist) or np.isfinite(new[start[0] + 1, start[1] + 1]):
-                dist = new
-                break
-            dist = new
-        here = start + 1
-        if not np.isfinite(dist[tuple(here)]):
-            step = np.clip(goal - start, -ROUTE_STEPS, ROUTE_STEPS)
-            return from_level((start + step)[::-1])
-        for _ in range(ROUTE_STEPS):
-            if dist[tuple(here)] == 0:
-                break
-            steps = [here + np.array(n) for n in NEIGHBOURS]
-            here = min(steps, key=lambda c: dist[tuple(c)])
-        return from_level((here - 1)[::-1])
-
-    def waypoint(self, e: np.ndarray, goal: np.ndarray, others: np.ndarray) -> np.ndarray:
-        """Where an effector at e goes on its way to ``goal``, clear of the particles ``others`` (cells)."""
-        return self.route(e, goal, self.free_cells(others, np.full(len(others), self.contact)))
+    def flood(self, sources: np.ndarray, also: np.ndarray = np.zeros((0, 2), np.int64)
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Breadth-first rounds from the source cells (k, 2) (x, y) over the table's inner
+        cells (and the cells ``also``: the effectors', which a spatula at the wall puts on
+        the border), until nothing new is reached: per cell (row y, column x)
+        its round (-1 never) and its move token (UNREACHED, AT_GOAL at a source, or 2 + the
+        index in MOVES of its step towards the round before)."""
+        s = self.cfg.size
+        free = np.zeros((s, s), dtype=bool)
+        free[1:-1, 1:-1] = True
+        for x, y in also:
+            free[y, x] = True
+        dist = np.full((s, s), -1, dtype=np.int64)
+        move = np.zeros((s, s), dtype=np.int64)
+        front = sorted({(int(x), int(y)) for x, y in sources})
+        for x, y in front:
+            dist[y, x], move[y, x] = 0, AT_GOAL
+        r = 0
+        while front:
+            r += 1
+            new = []
+            for x, y in sorted({(x - dx, y - dy) for x, y in front for dx, dy in MOVES}, key=lambda c: (c[1], c[0])):
+                if not (0 <= x < s and 0 <= y < s) or not free[y, x] or dist[y, x] >= 0:
+                    continue
+                for m, (dx, dy) in enumerate(MOVES):  # the first move onto the round before
+                    nx, ny = x + dx, y + dy
+                    if 0 <= nx < s and 0 <= ny < s and dist[ny, nx] == r - 1:
+                        dist[y, x], move[y, x] = r, 2 + m
+                        new.append((x, y))
+                        break
+            front = new
+        return dist, move
 
     def plan(self, particle_pos: np.ndarray, effector_pos: np.ndarray, carrying: np.ndarray) -> Plan:
         """The decision for the particles not in a bowl at ``particle_pos`` (n, 2), effectors
-        at ``effector_pos`` (2, 2) (cells, quantized to levels first), and ``carrying`` (2,),
-        the index into ``particle_pos`` of each effector's particle (-1: empty)."""
-        pos = np.asarray(particle_pos, dtype=np.float64).reshape(-1, 2).copy()
-        for k, i in enumerate(carrying):
-            if i >= 0:
-                pos[i] = effector_pos[k]  # under the spatula
-        pl = to_level(pos)
-        order = np.lexsort((pl[:, 0], pl[:, 1])) if len(pl) else np.zeros(0, dtype=np.int64)
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        pl = pl[order]
-        carried_by = np.full(len(pl), -1, dtype=np.int64)
-        for k, i in enumerate(carrying):
-            if i >= 0:
-                carried_by[rank[i]] = k
-        el = to_level(effector_pos)
-        p, e = from_level(pl), from_level(el)
-        bowls = from_level(self.bowl_levels)
-        n = len(p)
-        bowl_idx = np.linalg.norm(p[:, None] - bowls[None], axis=-1).argmin(1) if n else np.zeros(0, np.int64)
-        g = bowls[bowl_idx]
-        target = np.full(N_EFFECTORS, -1, dtype=np.int64)
-        for i in np.flatnonzero(carried_by >= 0):
-            target[carried_by[i]] = i
-        empty = [k for k in range(N_EFFECTORS) if target[k] < 0]
-        loose = np.flatnonzero(carried_by < 0)
-        if empty and len(loose):
-            cost = np.linalg.norm(e[empty][:, None] - p[loose][None], axis=-1)  # (empty, loose)
-            if len(empty) == 1 or len(loose) == 1:
-                k, i = np.unravel_index(int(cost.argmin()), cost.shape)
-                target[empty[k]] = loose[i]
-            else:
-                total = cost[0][:, None] + cost[1][None]
-                np.fill_diagonal(total, np.inf)
-                i, j = np.unravel_index(int(total.argmin()), total.shape)
-                target[empty[0]], target[empty[1]] = loose[i], loose[j]
-        owner = np.full(n, -1, dtype=np.int64)
-        waypoints = e.copy()
+        at ``effector_pos`` (2, 2) (cells), and ``carrying`` (2,), the index into
+        ``particle_pos`` of each effector's particle (-1: empty)."""
+        size = self.cfg.size
+        cells = np.clip(np.floor(np.asarray(effector_pos)).astype(np.int64), 0, size - 1)  # (2, 2) (x, y)
+        full = np.asarray(carrying) >= 0
+        loose = [i for i in range(len(particle_pos)) if i not in set(int(c) for c in carrying if c >= 0)]
+        pcells = np.clip(np.floor(np.asarray(particle_pos, dtype=np.float64).reshape(-1, 2)[loose]).astype(np.int64),
+                         0, size - 1)
+        shown = [c for c in pcells if not (c == cells).all(1).any()]  # a spatula is drawn over a particle
+        dist = np.full((2, size, size), -1, dtype=np.int64)
+        moves = np.zeros((2, size, size), dtype=np.int64)
+        if shown:
+            dist[0], moves[0] = self.flood(np.array(shown), cells)
+        dist[1], moves[1] = self.flood(self.bowl_cells, cells)
+        at = [int(dist[int(full[k])][cells[k, 1], cells[k, 0]]) for k in range(N_EFFECTORS)]
+        rounds = max([a for a in at if a >= 0], default=0)
+        v = np.zeros((N_EFFECTORS, 2))
         for k in range(N_EFFECTORS):
-            t = target[k]
-            if t < 0:
-                continue
-            owner[t] = k
-            goal = g[t] if carried_by[t] == k else p[t]
-            others = np.array([p[i] for i in range(n) if i != t and carried_by[i] < 0]).reshape(-1, 2)
-            waypoints[k] = self.waypoint(e[k], goal, others)
-        wl = to_level(waypoints)
-        v = GAIN * (wl - el) / 2  # from the step in levels: what the procedure holds
-        speed = np.linalg.norm(v, axis=1, keepdims=True)
-        v = v * np.minimum(1.0, self.cfg.max_speed / np.maximum(speed, 1e-9))
+            m = moves[int(full[k])][cells[k, 1], cells[k, 0]]
+            if m >= 2:
+                v[k] = SPEED * np.array(MOVES[m - 2], dtype=np.float64)
         action = self.bins.encode(v.reshape(-1))
-        return Plan(pl, carried_by, el, self.bowl_levels[bowl_idx], target, owner, wl, action,
-                    self.bins.decode(action).reshape(N_EFFECTORS, 2))
+        return Plan(cells, full, dist, moves, rounds, action, self.bins.decode(action).reshape(N_EFFECTORS, 2))
 
     def observe(self, env) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the plan needs from the env: particles not in a bowl (n, 2), effectors (2, 2),

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pc_lightning.domains.sweep.codec import Codec
+from pc_lightning.domains.sweep.codec import Codec, split_tokens
 from pc_lightning.domains.sweep.env import SweepConfig, SweepEnv
 from pc_lightning.domains.sweep.expert import SweepExpert, velocity_bins
 from pc_lightning.eval.suite import EpisodeBatch, EvalSuite
@@ -62,12 +62,11 @@ class SweepSuite(EvalSuite):
     """Rollouts on table configurations ``seeds`` (particle counts drawn from ``counts``), and
     probe states from the expert's own episodes on them, with its procedures."""
 
-    max_procedure_steps = 3
-
     def __init__(self, seeds: list[int], counts: tuple[int, int], cfg: SweepConfig, codec: Codec, n_bins: int,
                  n_probes: int = 8) -> None:
         self.seeds, self.counts, self.cfg, self.codec, self.n_bins = list(seeds), tuple(counts), cfg, codec, n_bins
         self.n_probes = n_probes
+        self.max_procedure_steps = codec.max_blocks
         self._expert: dict[int, dict] = {}
 
     def __len__(self) -> int:
@@ -103,28 +102,27 @@ class SweepSuite(EvalSuite):
             states.append(run["states"][t])
             procs.append(self.codec.encode_procedure(run["plans"][t]))
         size = self.cfg.size
-        return (np.stack(states) if states else np.zeros((0, size, size), np.int64)), procs
+        self._probe_states = np.stack(states) if states else np.zeros((0, size, size), np.int64)
+        return self._probe_states, procs
 
-    def procedure_accuracy(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:
-        """Per probe: the fraction of the expert's coordinates (x_0 .. x_2, every row that holds
-        one) that the model generated within one level (half a cell) at the same place, with
-        the same tokens elsewhere in the row."""
+    def procedure_metrics(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor
+                          ) -> dict[str, np.ndarray]:
+        """Per probe: ``source_acc``, x_0 (the floods' sources) exactly the expert's;
+        ``move_acc``, the share of effectors whose move in the last generated block (the
+        one the action is read from) is the expert's last block's, in the effector's flood."""
         gen = generated.cpu().numpy()
-        out = np.full(len(expert), np.nan)
+        goal, move = np.full(len(expert), np.nan), np.full(len(expert), np.nan)
+        states = self._probe_states
         for p, x in enumerate(expert):
-            xy, has = self.codec.coordinates(x)  # (L, rows, 2)
-            rows = has.all(-1)
-            if not rows.any():
+            n = int(lengths[p])
+            if n == 0:
+                goal[p] = move[p] = 0.0
                 continue
-            n = min(len(x), int(lengths[p]))
-            hits = 0
-            for l in range(n):
-                g = gen[p, l]
-                near = (np.abs(g[:, :2] - x[l, :, :2]) <= 1).all(-1)
-                same = (g[:, 2:] == x[l, :, 2:]).all(-1)
-                hits += int((near & same & rows[l]).sum())
-            out[p] = hits / rows.sum()
-        return out
+            goal[p] = float((gen[p, 0] == x[0]).all())
+            hits = [split_tokens(gen[p, n - 1][c])[f] == split_tokens(x[-1][c])[f]
+                    for c, f in self.codec.effector_cells(states[p])]
+            move[p] = float(np.mean(hits))
+        return {"source_acc": goal, "move_acc": move}
 
     def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
         return self.codec.render_procedures(state, expert, generated)
@@ -147,13 +145,11 @@ class SweepSuite(EvalSuite):
             action, gen = module.act(state, self.stop_fn, self.max_procedure_steps)
             left = self.codec.scene_rgb(obs)
             if gen is not None and int(gen.lengths[0]) > 0:
-                steps = gen.steps[0, : int(gen.lengths[0])].cpu().numpy()
-                left = self.codec.render_procedures(obs, steps[:0], steps).permute(1, 2, 0).numpy()
-                left = left[:, -self.codec.cfg.size * 16 :]  # the plan panel
+                left = self.codec.block_rgb(obs, gen.steps[0, int(gen.lengths[0]) - 1].cpu().numpy())
             right = self.codec.scene_rgb(run["states"][min(t, len(run["states"]) - 1)])
             frame = Image.fromarray(np.concatenate([left, np.full((left.shape[0], 4, 3), 255, np.uint8), right], 1))
             draw = ImageDraw.Draw(frame)
-            draw.text((3, left.shape[0] - 12), f"model, step {t} (x: its plan)", fill=(0, 0, 0))
+            draw.text((3, left.shape[0] - 12), f"model, step {t} (its last flood)", fill=(0, 0, 0))
             draw.text((left.shape[1] + 7, left.shape[0] - 12), f"expert, step {min(t, run['steps'])}", fill=(0, 0, 0))
             frames.append(np.asarray(frame))
             if env.step(bins.decode(action.cpu().numpy().reshape(-1)).reshape(2, 2)):
