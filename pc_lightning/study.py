@@ -196,7 +196,7 @@ def _scalar(run_dir: Path, tag: str) -> float:
 def _curve(run_dir: Path, select: str) -> list[list[float]]:
     """The fit's validation curve, [step, training seconds, ``select``] per evaluation."""
     seconds = dict(_scalars(run_dir, "time/train_s"))
-    return [[step, round(seconds.get(step, float("nan")), 1), value] for step, value in _scalars(run_dir, select)]
+    return [[step, round(seconds.get(step, float("nan")), 3), value] for step, value in _scalars(run_dir, select)]
 
 
 def run_cell(study: Study, cell: Cell, log) -> dict:
