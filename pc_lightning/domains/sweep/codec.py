@@ -131,14 +131,10 @@ class Codec:
 
     def action_of(self, state: np.ndarray, block: np.ndarray, n_bins: int) -> np.ndarray:
         """The action (4 bin ids) a procedure's last block gives at the effectors' cells, as the expert acts."""
-        from pc_lightning.domains.sweep.expert import SPEED, velocity_bins
+        from pc_lightning.domains.sweep.expert import move_velocities, velocity_bins
 
         m = split_tokens(block)
-        v = np.zeros((N_EFFECTORS, 2))
-        for k, ((r, c), f) in enumerate(self.effector_cells(state)):
-            t = int(m[r, c, f])
-            if t >= 2:
-                v[k] = SPEED * np.array(MOVES[t - 2], dtype=np.float64)
+        v = move_velocities([m[r, c, f] for (r, c), f in self.effector_cells(state)])
         return velocity_bins(self.cfg, n_bins).encode(v.reshape(-1))
 
     def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:

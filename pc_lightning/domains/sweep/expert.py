@@ -51,6 +51,17 @@ def from_level(level: np.ndarray) -> np.ndarray:
     return (np.asarray(level, dtype=np.float64) + 0.5) / 2
 
 
+def move_velocities(tokens) -> np.ndarray:
+    """The spatulas' velocities (2, 2) for the flood tokens at their cells (2,): SPEED along
+    the move, (0, 0) at a source or unreached. The act step, shared by the expert and the
+    codec's reading of a procedure."""
+    v = np.zeros((N_EFFECTORS, 2))
+    for k, t in enumerate(tokens):
+        if int(t) >= 2:
+            v[k] = SPEED * np.array(MOVES[int(t) - 2], dtype=np.float64)
+    return v
+
+
 def velocity_bins(cfg: SweepConfig, n_bins: int) -> UniformBins:
     """The action's bins: each effector's velocity per axis over [-max_speed, max_speed]."""
     return UniformBins(low=(-cfg.max_speed,) * 2 * N_EFFECTORS, high=(cfg.max_speed,) * 2 * N_EFFECTORS,
@@ -129,11 +140,7 @@ class SweepExpert:
         dist[1], moves[1] = self.flood(self.bowl_cells, cells)
         at = [int(dist[int(full[k])][cells[k, 1], cells[k, 0]]) for k in range(N_EFFECTORS)]
         rounds = max([a for a in at if a >= 0], default=0)
-        v = np.zeros((N_EFFECTORS, 2))
-        for k in range(N_EFFECTORS):
-            m = moves[int(full[k])][cells[k, 1], cells[k, 0]]
-            if m >= 2:
-                v[k] = SPEED * np.array(MOVES[m - 2], dtype=np.float64)
+        v = move_velocities([moves[int(full[k])][cells[k, 1], cells[k, 0]] for k in range(N_EFFECTORS)])
         action = self.bins.encode(v.reshape(-1))
         return Plan(cells, full, dist, moves, rounds, action, self.bins.decode(action).reshape(N_EFFECTORS, 2))
 
