@@ -89,6 +89,7 @@ class Study:
     time_to: dict[str, Any] = field(default_factory=dict)
     extra_tests: dict[str, list[str]] = field(default_factory=dict)
     extra_only: dict[str, dict[str, list]] = field(default_factory=dict)  # per extra test: {"variants", "x"} it runs on
+    extra_metric: dict[str, str] = field(default_factory=dict)  # per extra test: the metric it reads, if not ``metric``
     expert: float | None = None
     workers: int | None = None
     threads: int = 1
@@ -136,6 +137,8 @@ class Study:
                                 for k, v in (raw.get("extra_tests") or {}).items()},
                    extra_only={k: {f: list(v[f]) for f in ("variants", "x") if f in v}
                                for k, v in (raw.get("extra_tests") or {}).items() if isinstance(v, dict)},
+                   extra_metric={k: str(v["metric"]) for k, v in (raw.get("extra_tests") or {}).items()
+                                 if isinstance(v, dict) and "metric" in v},
                    expert=raw.get("expert"), workers=raw.get("workers"), threads=int(raw.get("threads", 1)),
                    memory_gb=raw.get("memory_gb"),
                    out=Path(raw.get("out", f"runs/study/{raw['name']}")), title=raw.get("title", ""))
@@ -232,7 +235,8 @@ def run_cell(study: Study, cell: Cell, log) -> dict:
                                   env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"cell {cell.name}: test {test_name} failed; see {cell_dir / f'test_{test_name}.log'}")
-        result[test_name] = _scalar(ckpt.parent.parent / "test" / f"version_{k}", study.metric)
+        result[test_name] = _scalar(ckpt.parent.parent / "test" / f"version_{k}",
+                                    study.extra_metric.get(test_name, study.metric))
     result["wall_s"] = round(time.perf_counter() - start, 1)
     tmp = result_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
@@ -367,7 +371,9 @@ def write_table(study: Study, results: list[dict], path: Path, command: str) -> 
     seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} (those finished per cell)"
     lines = [f"# Study: {study.title or study.name}", "",
              f"`{command}`", "",
-             f"`{study.metric}` (per test: heldout, and each extra test) of the `best.ckpt` each run chose on "
+             f"`{study.metric}` (per test: heldout, and each extra test"
+             + "".join(f"; {k}: `{m}`" for k, m in study.extra_metric.items())
+             + f") of the `best.ckpt` each run chose on "
              f"`{study.select.split('/')[0]}`: interquartile mean over "
              f"{seeds} seeds, [95% stratified-bootstrap interval] (rliable). x: {study.x_label}.", ""]
     for key in keys:

@@ -1,10 +1,12 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from pc_lightning.domains.maze import MazeDataModule
 from pc_lightning.domains.maze.suite import MazeSuite
-from pc_lightning.eval import PolicyWithMemory, procedure_accuracy, run_episodes
+from pc_lightning.eval import HeldOutEvaluation, PolicyWithMemory, procedure_accuracy, run_episodes
 from pc_lightning.model import ProcedureCloner
 
 
@@ -80,6 +82,13 @@ def test_suites_selects_rollout_suites_by_name():
     assert set(MazeDataModule(size=10, n_train_mazes=2).selected_suites()) == {"val_envs", "heldout", "train_envs"}
     with pytest.raises(ValueError, match=r"data.init_args.suites: \['held_out'\]"):
         MazeDataModule(size=10, suites=["held_out"]).selected_suites()
+    trainer = SimpleNamespace(datamodule=MazeDataModule(size=10, n_train_mazes=2))
+    with pytest.raises(ValueError, match=r"fit_suites: \['val'\] not among"):
+        HeldOutEvaluation(fit_suites=["val"]).setup(trainer, None, "fit")
+    HeldOutEvaluation(fit_suites=["val_envs"]).setup(trainer, None, "fit")
+    # a test of the same config may select other suites: fit_suites only concerns a fit
+    trainer.datamodule = MazeDataModule(size=10, n_train_mazes=2, suites=["heldout"])
+    HeldOutEvaluation(fit_suites=["val_envs"]).setup(trainer, None, "test")
 
 
 def test_procedure_accuracy_counts_exact_steps():

@@ -75,6 +75,16 @@ def test_the_quick_grid_is_the_config_s_small_one():
         "pc": {5: {"iqm": 0.9, "low": 0.9, "high": 0.9, "n": 1}}, "bc": {}}
 
 
+def test_the_sweep_study_reads_the_shift_from_its_own_metric():
+    s = Study.load(ROOT / "conf/study/sweep.yaml")
+    assert s.metric == "heldout/fraction_in_bowls" and s.select == "val_envs/fraction_in_bowls"
+    assert s.extra_metric == {"heldout_shift": "heldout_shift/fraction_in_bowls"}
+    assert all(c.extras == {"heldout_shift": ["--data.init_args.suites", "[heldout_shift]"]} for c in s.cells())
+    assert len(s.cells()) == 4 * 4 * 3
+    quick = Study.load(ROOT / "conf/study/sweep.yaml", quick=True)
+    assert len(quick.cells()) == 4 and "200" in quick.overrides
+
+
 def test_a_tiny_study_killed_mid_way_completes_without_redoing_a_cell(tmp_path):
     """Two cells of a tiny grid, one at a time: kill -9 while the second runs, rerun the same
     command; the first is not computed again, and the table and the figure are written."""

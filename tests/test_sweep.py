@@ -1,6 +1,8 @@
 """The sweep domain: deterministic physics, an expert that solves its tables, a codec that
 round-trips within the stated binning error, bowls that hold, a fit through the CLI."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -153,6 +155,16 @@ def test_a_tiny_fit_through_the_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpts = sorted(p.name for p in (tmp_path / "runs").rglob("*.ckpt"))
     assert "best.ckpt" in ckpts and "last.ckpt" in ckpts
+    # the fit validates on val_envs alone; the chosen checkpoint is then run on the test suites
+    import json
+
+    (selected,) = (tmp_path / "runs").rglob("selected.json")
+    summary = json.loads(selected.read_text())
+    assert summary["monitor"] == "val_envs/fraction_in_bowls" and summary["step"] in (2, 4)
+    assert Path(summary["checkpoint"]).name == "best.ckpt"
+    assert {"heldout", "heldout_shift", "train_envs"} == {k.split("/")[0] for k in summary["results"]}
+    assert 0.0 <= summary["results"]["heldout/fraction_in_bowls"] <= 1.0
+    assert "the checkpoint chosen on val_envs/fraction_in_bowls" in proc.stderr + proc.stdout
 
 
 @pytest.mark.parametrize("t", range(8))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import warnings
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -29,10 +31,18 @@ class HeldOutEvaluation(Callback):
     the seconds spent training so far with every validation excluded (kept across a
     resume), so that a curve can be read against training time.
 
+    With ``fit_suites``, the validations during fit run only those suites (``val_envs``,
+    the one checkpoints are chosen on: a weak model's episodes run to the step limit, and
+    the test suites are the costly part), and at the end of the fit the checkpoint chosen
+    by the first monitoring ``ModelCheckpoint`` is evaluated on the other suites. Those
+    numbers are logged at that checkpoint's step (so they sit on the curves where it was
+    chosen) and written with its path, step and score to ``<log_dir>/selected.json``.
+
     Each rank runs its share of the episodes; torchmetrics averages across ranks, so the
     numbers are those of the whole suite under DDP too.
 
     Args:
+        fit_suites: the suites evaluated at each validation during fit (None: every suite).
         every_n_validations: evaluate on every n-th validation run only.
         n_probes: states per suite whose generated procedure is compared with the expert's.
         log_images: log the expert-vs-generated image of the first probe (rank 0), and, where
@@ -45,7 +55,9 @@ class HeldOutEvaluation(Callback):
     """
 
     def __init__(self, every_n_validations: int = 1, n_probes: int = 16, log_images: bool = True,
-                 animate_suite: str = "heldout", max_batch: int | None = 32) -> None:
+                 animate_suite: str = "heldout", max_batch: int | None = 32,
+                 fit_suites: list[str] | None = None) -> None:
+        self.fit_suites = None if fit_suites is None else [str(n) for n in fit_suites]
         self.max_batch = max_batch
         self.every_n_validations = every_n_validations
         self.animate_suite = animate_suite
@@ -57,10 +69,17 @@ class HeldOutEvaluation(Callback):
         self._clock: float | None = None  # perf_counter() when training last resumed, None while validating
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Check ``data.init_args.suites`` before any training (its error names the key)."""
+        """Check ``data.init_args.suites`` and, for a fit, ``fit_suites`` before any training
+        (each error names its key)."""
         datamodule = trainer.datamodule
         if isinstance(datamodule, ProcedureDataModule) and datamodule.suites is not None:
             datamodule.selected_suites()
+        if isinstance(datamodule, ProcedureDataModule) and self.fit_suites is not None and stage == "fit":
+            known = datamodule.selected_suites()
+            unknown = [n for n in self.fit_suites if n not in known]
+            if unknown:
+                raise ValueError(f"HeldOutEvaluation fit_suites: {unknown} not among the suites evaluated "
+                                 f"({sorted(known)}; data.init_args.suites selects them)")
 
     # ---------------------------------------------------------------- training time
     def train_seconds(self) -> float:
@@ -114,16 +133,81 @@ class HeldOutEvaluation(Callback):
         if lines:
             rank_zero_info("\n".join(lines))
 
-    @torch.no_grad()
-    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """With ``fit_suites``: the selected checkpoint on the suites the fit left out."""
+        if self.fit_suites is not None:
+            self.evaluate_selected(trainer, pl_module)
+
+    def _suites(self, trainer: L.Trainer) -> dict:
         datamodule = trainer.datamodule
         if not isinstance(datamodule, ProcedureDataModule):
             raise RuntimeError("HeldOutEvaluation needs a ProcedureDataModule (a domain's DataModule with eval_suites())")
+        return datamodule.selected_suites()
+
+    @torch.no_grad()
+    def evaluate_selected(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
+        """Evaluate the checkpoint chosen by the first monitoring ``ModelCheckpoint`` on every
+        suite not in ``fit_suites``; log the numbers at its step, write them with its path,
+        step and score to ``<log_dir>/selected.json`` and print them. The module's own
+        weights are put back afterwards. Returns the results (None: no checkpoint chosen)."""
+        selected = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
+        path = selected[0].best_model_path if selected else ""
+        rest = {n: s for n, s in self._suites(trainer).items() if n not in (self.fit_suites or [])}
+        if not path or not rest:
+            return None
+        ckpt = torch.load(path, map_location=pl_module.device, weights_only=True)
+        step = int(ckpt.get("global_step", trainer.global_step))
+        own = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        pl_module.load_state_dict(ckpt["state_dict"])
+        try:
+            results = self.measure(trainer, pl_module, rest, image_step=step)
+        finally:
+            pl_module.load_state_dict(own)
+        score = selected[0].best_model_score
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(results, step=step)
+                logger.save()
+            if trainer.log_dir:
+                summary = {"checkpoint": str(path), "step": step, "monitor": selected[0].monitor,
+                           "score": None if score is None else float(score), "results": results}
+                (Path(trainer.log_dir) / "selected.json").write_text(json.dumps(summary, indent=1) + "\n")
+        rank_zero_info(f"the checkpoint chosen on {selected[0].monitor} (step {step}):\n"
+                       + self.table(step, results).split("\n", 1)[1])
+        return results
+
+    @torch.no_grad()
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """Evaluate the current module on this stage's suites (``fit_suites`` during fit)
+        and log the numbers through the module (Lightning's step)."""
+        suites = self._suites(trainer)
+        if trainer.state.fn == "fit" and self.fit_suites is not None:
+            suites = {n: s for n, s in suites.items() if n in self.fit_suites}
+        results = self.measure(trainer, pl_module, suites, image_step=self._step(trainer))
+        for key, value in results.items():
+            # already the mean over all ranks (torchmetrics): Lightning's advice to sync it
+            # under DDP is a false alarm for these keys, silenced for them alone
+            if key not in self._silenced:
+                warnings.filterwarnings("ignore", message=re.escape(f"It is recommended to use `self.log({key!r}, ..."))
+                self._silenced.add(key)
+            pl_module.log(key, value, rank_zero_only=False, sync_dist=False)
+        if trainer.state.fn == "fit":  # rank 0's clock: the ranks train in lockstep
+            warnings.filterwarnings("ignore", message=re.escape("It is recommended to use `self.log('time/train_s', ..."))
+            pl_module.log("time/train_s", self.train_seconds(), rank_zero_only=True)
+        rank_zero_info(self.table(trainer.global_step, results))
+        return results
+
+    @torch.no_grad()
+    def measure(self, trainer: L.Trainer, pl_module: L.LightningModule, suites: dict,
+                image_step: int) -> dict[str, float]:
+        """Roll out ``suites`` (name -> EvalSuite) with the module and compare its procedures
+        with the expert's; returns ``{suite}/{stat}`` means over all ranks. Images and the GIF
+        are logged at ``image_step``; nothing else is logged."""
         was_training = pl_module.training
         pl_module.eval()
         rank, world = trainer.global_rank, trainer.world_size
         results: dict[str, float] = {}
-        for name, suite in datamodule.selected_suites().items():
+        for name, suite in suites.items():
             start = time.perf_counter()
             episodes = suite.episodes(rank, world)
             n_episodes = len(episodes.done)
@@ -139,26 +223,16 @@ class HeldOutEvaluation(Callback):
                 steps, lengths = self._generate(pl_module, states, suite)
                 results[f"{name}/procedure_acc"] = self._mean(
                     suite.procedure_accuracy(expert, steps, lengths), pl_module)
-                for key, values in suite.procedure_metrics(expert, steps, lengths).items():
+                for key, values in suite.procedure_metrics(states, expert, steps, lengths).items():
                     results[f"{name}/{key}"] = self._mean(values, pl_module)
                 if self.log_images and rank == 0 and len(states):
                     self._log_image(trainer, f"{name}/procedure_expert_top_model_bottom",
-                                    suite.render(states[0], expert[0], steps[0, : int(lengths[0])].cpu().numpy()))
+                                    suite.render(states[0], expert[0], steps[0, : int(lengths[0])].cpu().numpy()),
+                                    image_step)
             if self.log_images and rank == 0 and name == self.animate_suite:
                 frames = suite.animate(pl_module)
                 if frames is not None:
-                    self._log_gif(trainer, f"{name}/episode_real_left_imagined_right", frames)
-        for key, value in results.items():
-            # already the mean over all ranks (torchmetrics): Lightning's advice to sync it
-            # under DDP is a false alarm for these keys, silenced for them alone
-            if key not in self._silenced:
-                warnings.filterwarnings("ignore", message=re.escape(f"It is recommended to use `self.log({key!r}, ..."))
-                self._silenced.add(key)
-            pl_module.log(key, value, rank_zero_only=False, sync_dist=False)
-        if trainer.state.fn == "fit":  # rank 0's clock: the ranks train in lockstep
-            warnings.filterwarnings("ignore", message=re.escape("It is recommended to use `self.log('time/train_s', ..."))
-            pl_module.log("time/train_s", self.train_seconds(), rank_zero_only=True)
-        rank_zero_info(self.table(trainer.global_step, results))
+                    self._log_gif(trainer, f"{name}/episode_real_left_imagined_right", frames, image_step)
         if was_training:
             pl_module.train()
         return results
@@ -208,12 +282,12 @@ class HeldOutEvaluation(Callback):
         default, the batches that stepped), so that images and GIFs sit beside them."""
         return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
 
-    def _log_image(self, trainer: L.Trainer, tag: str, image: torch.Tensor) -> None:
+    def _log_image(self, trainer: L.Trainer, tag: str, image: torch.Tensor, step: int) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(tag, image, global_step=self._step(trainer))
+                logger.experiment.add_image(tag, image, global_step=step)
 
-    def _log_gif(self, trainer: L.Trainer, tag: str, frames: np.ndarray, fps: int = 8) -> None:
+    def _log_gif(self, trainer: L.Trainer, tag: str, frames: np.ndarray, step: int, fps: int = 8) -> None:
         """Frames (T, H, W, 3) uint8 as an animated GIF in TensorBoard's image tab (which plays it)."""
         if len(frames) == 0:
             return
@@ -230,4 +304,4 @@ class HeldOutEvaluation(Callback):
             height=h, width=w, colorspace=3, encoded_image_string=buf.getvalue()))])
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment._get_file_writer().add_summary(summary, global_step=self._step(trainer))
+                logger.experiment._get_file_writer().add_summary(summary, global_step=step)

@@ -62,9 +62,11 @@ class EvalSuite(ABC):
         ``{suite}/procedure_acc``). A domain may count only the parts that matter."""
         return procedure_accuracy(expert, generated, lengths)
 
-    def procedure_metrics(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor
-                          ) -> dict[str, np.ndarray]:
-        """Further per-probe procedure metrics, logged as ``{suite}/{name}``; none by default."""
+    def procedure_metrics(self, states: np.ndarray, expert: list[np.ndarray], generated: Tensor,
+                          lengths: Tensor) -> dict[str, np.ndarray]:
+        """Further per-probe procedure metrics, logged as ``{suite}/{name}``, from the probes'
+        states (P, H, W) (those :meth:`probes` returned), the expert's procedures and the
+        generated ones (P, Lmax, Hx, Wx) with their lengths (P,); none by default."""
         return {}
 
     def animate(self, module) -> np.ndarray | None:

@@ -62,7 +62,8 @@ class MazeSuite(EvalSuite):
     def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
         return codec.render_procedures(state, expert, generated)
 
-    def procedure_metrics(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> dict[str, np.ndarray]:
+    def procedure_metrics(self, states: np.ndarray, expert: list[np.ndarray], generated: Tensor,
+                          lengths: Tensor) -> dict[str, np.ndarray]:
         """``procedure_acc_ties``: per probe, the fraction of the expert's maps the model
         generated equal up to ties (another action equally short where the expert's order
         up, down, left, right chose one); ``procedure_acc`` counts exact maps."""

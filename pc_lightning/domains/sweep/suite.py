@@ -102,17 +102,15 @@ class SweepSuite(EvalSuite):
             states.append(run["states"][t])
             procs.append(self.codec.encode_procedure(run["plans"][t]))
         size = self.cfg.size
-        self._probe_states = np.stack(states) if states else np.zeros((0, size, size), np.int64)
-        return self._probe_states, procs
+        return (np.stack(states) if states else np.zeros((0, size, size), np.int64)), procs
 
-    def procedure_metrics(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor
-                          ) -> dict[str, np.ndarray]:
+    def procedure_metrics(self, states: np.ndarray, expert: list[np.ndarray], generated: Tensor,
+                          lengths: Tensor) -> dict[str, np.ndarray]:
         """Per probe: ``source_acc``, x_0 (the floods' sources) exactly the expert's;
         ``move_acc``, the share of effectors whose move in the last generated block (the
         one the action is read from) is the expert's last block's, in the effector's flood."""
         gen = generated.cpu().numpy()
         goal, move = np.full(len(expert), np.nan), np.full(len(expert), np.nan)
-        states = self._probe_states
         for p, x in enumerate(expert):
             n = int(lengths[p])
             if n == 0:
