@@ -219,7 +219,8 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ProcedureCLI:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``pc-lightning`` console script: Lightning's subcommands (fit,
-    validate, test, predict), and ``study`` (a grid of fits, :mod:`pc_lightning.study`).
+    validate, test, predict), ``study`` (a grid of fits, :mod:`pc_lightning.study`) and
+    ``summary`` (the chosen checkpoints of runs over seeds, :mod:`pc_lightning.summary`).
     Returns None: the script passes the return value to ``sys.exit``, where anything else
     would be a failure status."""
     argv = sys.argv[1:] if args is None else args
@@ -227,6 +228,11 @@ def main(args: list[str] | None = None) -> None:
         from pc_lightning.study import main as study_main
 
         study_main(argv[1:])
+        return
+    if argv[:1] == ["summary"]:
+        from pc_lightning.summary import main as summary_main
+
+        summary_main(argv[1:])
         return
     build_cli(args)
 

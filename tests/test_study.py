@@ -144,3 +144,35 @@ def test_a_tiny_study_on_a_local_ray_instance(tmp_path):
     again = study(["--config", str(conf), "--engine", "ray"])
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0 and "1 already done" in out, out[-3000:]
+
+
+def test_summary_reads_each_run_at_its_chosen_step(tmp_path):
+    """pc-lightning summary: the value logged at each run's best.ckpt step (one less, as
+    Lightning logs a validation), or its selected.json; a mean and t-interval over the runs."""
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from pc_lightning.summary import table
+
+    runs = []
+    for seed, (step, val, held) in enumerate([(250, 0.5, 0.4), (500, 0.7, 0.6), (500, 0.9, 0.8)]):
+        run = tmp_path / "sweep_pc" / f"s{seed}"
+        (run / "checkpoints").mkdir(parents=True)
+        torch.save({"global_step": step}, run / "checkpoints" / "best.ckpt")
+        writer = SummaryWriter(str(run))
+        for at in (249, 499):  # the chosen step's value, and a later or earlier one that is not
+            writer.add_scalar("val_envs/score", val if at == step - 1 else 0.0, at)
+        writer.close()
+        if seed == 2:  # the held-out number of the chosen checkpoint, recorded at the end of its fit
+            (run / "selected.json").write_text(json.dumps({"step": step, "results": {"heldout/score": held}}))
+        else:
+            writer = SummaryWriter(str(run))
+            writer.add_scalar("heldout/score", held, step - 1)
+            writer.close()
+        runs.append(run)
+    out = table(runs, ["val_envs/score", "heldout/score"]).splitlines()
+    half = 4.303 * 0.2 / 3 ** 0.5  # t(0.975, 2) * sd / sqrt(3), sd of (0.5, 0.7, 0.9) = 0.2
+    assert out[2] == (f"| sweep_pc | 3 | 250, 500, 500 | 0.700 ± {half:.3f} (0.500, 0.700, 0.900) | "
+                      f"0.600 ± {half:.3f} (0.400, 0.600, 0.800) |")
+    with pytest.raises(SystemExit, match="no 'heldout/other' logged"):
+        table(runs, ["heldout/other"])

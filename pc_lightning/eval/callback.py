@@ -157,16 +157,19 @@ class HeldOutEvaluation(Callback):
             return None
         ckpt = torch.load(path, map_location=pl_module.device, weights_only=True)
         step = int(ckpt.get("global_step", trainer.global_step))
+        # Lightning logged the validation that chose it at the batches that had stepped
+        # then, one less than the checkpoint's global step: the numbers go on that x
+        at = max(step - 1, 0)
         own = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
         pl_module.load_state_dict(ckpt["state_dict"])
         try:
-            results = self.measure(trainer, pl_module, rest, image_step=step)
+            results = self.measure(trainer, pl_module, rest, image_step=at)
         finally:
             pl_module.load_state_dict(own)
         score = selected[0].best_model_score
         if trainer.is_global_zero:
             for logger in trainer.loggers:
-                logger.log_metrics(results, step=step)
+                logger.log_metrics(results, step=at)
                 logger.save()
             if trainer.log_dir:
                 summary = {"checkpoint": str(path), "step": step, "monitor": selected[0].monitor,
