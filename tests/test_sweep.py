@@ -167,6 +167,26 @@ def test_a_tiny_fit_through_the_cli(tmp_path):
     assert "the checkpoint chosen on val_envs/fraction_in_bowls" in proc.stderr + proc.stdout
 
 
+def test_the_chosen_checkpoint_is_tested_under_ddp(tmp_path):
+    """Two CPU processes: each runs its share of the test suites on the chosen checkpoint
+    at the end of the fit, and the numbers are logged once, at the x of its validation."""
+    proc = run_cli(["fit", "--config", "conf/sweep.yaml", *TINY_SWEEP, "--trainer.devices", "2",
+                    "--trainer.strategy", "ddp"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (selected,) = (tmp_path / "runs").rglob("selected.json")
+    summary = json.loads(selected.read_text())
+    acc = EventAccumulator(str(selected.parent))
+    acc.Reload()
+    held = acc.Scalars("heldout/fraction_in_bowls")
+    assert [e.step for e in held] == [summary["step"] - 1]
+    assert held[0].value == pytest.approx(summary["results"]["heldout/fraction_in_bowls"])
+    assert len(acc.Scalars("val_envs/fraction_in_bowls")) == 2
+
+
 @pytest.mark.parametrize("t", range(8))
 def test_a_symmetry_moves_state_procedure_and_action_together(t):
     """After any of the 8 symmetries, the floods are still breadth-first searches, the action

@@ -35,8 +35,9 @@ class HeldOutEvaluation(Callback):
     the one checkpoints are chosen on: a weak model's episodes run to the step limit, and
     the test suites are the costly part), and at the end of the fit the checkpoint chosen
     by the first monitoring ``ModelCheckpoint`` is evaluated on the other suites. Those
-    numbers are logged at that checkpoint's step (so they sit on the curves where it was
-    chosen) and written with its path, step and score to ``<log_dir>/selected.json``.
+    numbers are logged at the x of the validation that chose it (so they sit on the curves
+    where it was chosen) and written with its path, step and score to
+    ``<log_dir>/selected.json``.
 
     Each rank runs its share of the episodes; torchmetrics averages across ranks, so the
     numbers are those of the whole suite under DDP too.
@@ -147,7 +148,7 @@ class HeldOutEvaluation(Callback):
     @torch.no_grad()
     def evaluate_selected(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
         """Evaluate the checkpoint chosen by the first monitoring ``ModelCheckpoint`` on every
-        suite not in ``fit_suites``; log the numbers at its step, write them with its path,
+        suite not in ``fit_suites``; log the numbers at its validation's x, write them with its path,
         step and score to ``<log_dir>/selected.json`` and print them. The module's own
         weights are put back afterwards. Returns the results (None: no checkpoint chosen)."""
         selected = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
@@ -167,14 +168,15 @@ class HeldOutEvaluation(Callback):
         finally:
             pl_module.load_state_dict(own)
         score = selected[0].best_model_score
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank asks
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.log_metrics(results, step=at)
                 logger.save()
-            if trainer.log_dir:
+            if log_dir:
                 summary = {"checkpoint": str(path), "step": step, "monitor": selected[0].monitor,
                            "score": None if score is None else float(score), "results": results}
-                (Path(trainer.log_dir) / "selected.json").write_text(json.dumps(summary, indent=1) + "\n")
+                (Path(log_dir) / "selected.json").write_text(json.dumps(summary, indent=1) + "\n")
         rank_zero_info(f"the checkpoint chosen on {selected[0].monitor} (step {step}):\n"
                        + self.table(step, results).split("\n", 1)[1])
         return results
@@ -243,6 +245,10 @@ class HeldOutEvaluation(Callback):
     def _generate(self, pl_module, states: np.ndarray, suite) -> tuple[torch.Tensor, torch.Tensor]:
         """The probes' generated procedures, ``max_batch`` states at a time: steps (P, Lmax,
         Hx, Wx), -1 past each one's length, and lengths (P,)."""
+        if len(states) == 0:  # this rank has no probe (fewer configurations than ranks)
+            h, w = pl_module.net.step_shape(torch.as_tensor(states))
+            return (torch.full((0, 1, h, w), -1, dtype=torch.long, device=pl_module.device),
+                    torch.zeros(0, dtype=torch.long, device=pl_module.device))
         size = len(states) if self.max_batch is None else max(1, self.max_batch)
         parts = [pl_module.generate_procedure(torch.from_numpy(states[lo : lo + size]).long().to(pl_module.device),
                                               suite.stop_fn, suite.max_procedure_steps)
