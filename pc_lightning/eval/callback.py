@@ -148,37 +148,45 @@ class HeldOutEvaluation(Callback):
     @torch.no_grad()
     def evaluate_selected(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
         """Evaluate the checkpoint chosen by the first monitoring ``ModelCheckpoint`` on every
-        suite not in ``fit_suites``; log the numbers at its validation's x, write them with its path,
-        step and score to ``<log_dir>/selected.json`` and print them. The module's own
-        weights are put back afterwards. Returns the results (None: no checkpoint chosen)."""
+        suite not in ``fit_suites`` (where none was chosen, e.g. ``fast_dev_run``: the module
+        as it is); log the numbers at the x of the validation that chose it, put them in
+        ``trainer.callback_metrics``, write them with its path, step and score to
+        ``<log_dir>/selected.json`` and print them. The module's own weights are put back
+        afterwards. Returns the results (None: no suite left to run)."""
         selected = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
         path = selected[0].best_model_path if selected else ""
         rest = {n: s for n, s in self._suites(trainer).items() if n not in (self.fit_suites or [])}
-        if not path or not rest:
+        if not rest:
             return None
-        ckpt = torch.load(path, map_location=pl_module.device, weights_only=True)
-        step = int(ckpt.get("global_step", trainer.global_step))
+        step = trainer.global_step
+        own = None
+        if path:
+            ckpt = torch.load(path, map_location=pl_module.device, weights_only=True)
+            step = int(ckpt.get("global_step", step))
+            own = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            pl_module.load_state_dict(ckpt["state_dict"])
         # Lightning logged the validation that chose it at the batches that had stepped
         # then, one less than the checkpoint's global step: the numbers go on that x
         at = max(step - 1, 0)
-        own = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
-        pl_module.load_state_dict(ckpt["state_dict"])
         try:
             results = self.measure(trainer, pl_module, rest, image_step=at)
         finally:
-            pl_module.load_state_dict(own)
-        score = selected[0].best_model_score
+            if own is not None:
+                pl_module.load_state_dict(own)
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})
+        monitor = selected[0].monitor if path else None
+        score = selected[0].best_model_score if path else None
         log_dir = trainer.log_dir  # a broadcast under DDP: every rank asks
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.log_metrics(results, step=at)
                 logger.save()
             if log_dir:
-                summary = {"checkpoint": str(path), "step": step, "monitor": selected[0].monitor,
+                summary = {"checkpoint": str(path) if path else None, "step": step, "monitor": monitor,
                            "score": None if score is None else float(score), "results": results}
                 (Path(log_dir) / "selected.json").write_text(json.dumps(summary, indent=1) + "\n")
-        rank_zero_info(f"the checkpoint chosen on {selected[0].monitor} (step {step}):\n"
-                       + self.table(step, results).split("\n", 1)[1])
+        what = f"the checkpoint chosen on {monitor}" if path else "no checkpoint chosen: the last weights"
+        rank_zero_info(f"{what} (step {step}):\n" + self.table(step, results).split("\n", 1)[1])
         return results
 
     @torch.no_grad()
