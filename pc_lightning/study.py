@@ -180,8 +180,8 @@ def _cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "pc_lightning.cli"]
 
 
-def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
-    """Every (step, value) of ``tag`` in a TensorBoard folder."""
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """Every (step, value) of ``tag`` in a TensorBoard folder (RuntimeError naming the tag if none)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
@@ -193,13 +193,13 @@ def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 
 def _scalar(run_dir: Path, tag: str) -> float:
     """The last value of ``tag`` in a TensorBoard folder."""
-    return _scalars(run_dir, tag)[-1][1]
+    return scalars(run_dir, tag)[-1][1]
 
 
 def _curve(run_dir: Path, select: str) -> list[list[float]]:
     """The fit's validation curve, [step, training seconds, ``select``] per evaluation."""
-    seconds = dict(_scalars(run_dir, "time/train_s"))
-    return [[step, round(seconds.get(step, float("nan")), 3), value] for step, value in _scalars(run_dir, select)]
+    seconds = dict(scalars(run_dir, "time/train_s"))
+    return [[step, round(seconds.get(step, float("nan")), 3), value] for step, value in scalars(run_dir, select)]
 
 
 def run_cell(study: Study, cell: Cell, log) -> dict:

@@ -38,7 +38,7 @@ def interval(values: list[float]) -> tuple[float, float]:
 
 def chosen(run: Path, metrics: list[str]) -> tuple[int, dict[str, float]]:
     """The step of ``run``'s best.ckpt and each metric's value logged at that step."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from pc_lightning.study import scalars
 
     ckpt = run / "checkpoints" / "best.ckpt"
     if not ckpt.is_file():
@@ -47,20 +47,19 @@ def chosen(run: Path, metrics: list[str]) -> tuple[int, dict[str, float]]:
     record = run / "selected.json"  # HeldOutEvaluation's record of the chosen checkpoint's test suites
     values = json.loads(record.read_text())["results"] if record.is_file() else {}
     values = {m: float(values[m]) for m in metrics if m in values}
-    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    acc.Reload()
-    tags = set(acc.Tags()["scalars"])
     for m in metrics:
         if m in values:
             continue
-        if m not in tags:
-            raise SystemExit(f"{run}: no {m!r} logged (logged: {', '.join(sorted(t for t in tags if '/' in t)[:12])}, ...)")
+        try:
+            logged = scalars(run, m)
+        except RuntimeError as e:
+            raise SystemExit(str(e))
         # Lightning logs a validation at the batches that had stepped, one less than the
         # global step of the checkpoint it chose
-        at = [e.value for e in acc.Scalars(m) if e.step == step - 1]
+        at = [value for s, value in logged if s == step - 1]
         if not at:
             raise SystemExit(f"{run}: {m!r} was not logged at the chosen step {step}")
-        values[m] = float(at[-1])
+        values[m] = at[-1]
     return step, values
 
 
