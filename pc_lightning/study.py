@@ -127,6 +127,9 @@ class Study:
                 else:
                     raise SystemExit(f"{path}: quick.{key} is not a key --quick can set")
         x = raw["x"]
+        out = Path(raw.get("out", f"runs/study/{raw['name']}"))
+        if quick:  # its cells share names with the full grid's: its own folder, so neither replaces the other
+            out = out.with_name(out.name + "-quick")
         return cls(name=raw["name"], variants=dict(raw["variants"]), x_key=x["key"], x_label=x.get("label", x["key"]),
                    x_values=list(x["values"]), seeds=[int(s) for s in raw["seeds"]], metric=raw["metric"],
                    overrides=[str(a) for a in raw.get("overrides", [])], fit=[str(a) for a in raw.get("fit", [])],
@@ -141,7 +144,7 @@ class Study:
                                  if isinstance(v, dict) and "metric" in v},
                    expert=raw.get("expert"), workers=raw.get("workers"), threads=int(raw.get("threads", 1)),
                    memory_gb=raw.get("memory_gb"),
-                   out=Path(raw.get("out", f"runs/study/{raw['name']}")), title=raw.get("title", ""))
+                   out=out, title=raw.get("title", ""))
 
     def extra_applies(self, name: str, cell: Cell) -> bool:
         """Whether extra test ``name`` runs on ``cell`` (an extra test may name its variants and x values)."""

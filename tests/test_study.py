@@ -62,6 +62,7 @@ def test_the_quick_grid_is_the_config_s_small_one():
     s = Study.load(ROOT / "conf/study/maze.yaml", quick=True)
     assert s.x_values == [1, 5] and list(s.variants) == ["pc", "bc"] and s.seeds == [0, 1] and not s.extra_tests
     full = Study.load(ROOT / "conf/study/maze.yaml")
+    assert s.out != full.out, "a quick run must not replace the full grid's cells of the same name"
     assert len(full.cells()) == 4 * 5 * len(full.seeds) and len(full.seeds) >= 5
     assert "zero_shot_31x31" in full.extra_tests
     # the zero-shot test runs on PC's 5-maze cells alone, and is part of their definition
