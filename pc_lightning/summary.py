@@ -23,8 +23,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-#: t(0.975, n - 1) for n = 2..10 runs: the two-sided 95% interval's factor
+#: t(0.975, n - 1) for n = 2..10 runs: the two-sided 95% interval's factor, where scipy is absent
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+
+
+def t_975(n: int) -> float:
+    """t(0.975, n - 1), the 95% t-interval's factor for n runs: scipy's quantile where scipy
+    is installed (it comes with the ``study`` extra), else the table for 2-10 runs; above 10
+    runs without scipy a ValueError, rather than a normal quantile's narrower interval."""
+    try:
+        from scipy.stats import t
+    except ImportError:
+        if n not in T_975:
+            raise ValueError(f"a t-interval over {n} runs needs scipy (pip install -e '.[study]')") from None
+        return T_975[n]
+    return float(t.ppf(0.975, n - 1))
 
 
 def interval(values: list[float]) -> tuple[float, float]:
@@ -32,8 +45,7 @@ def interval(values: list[float]) -> tuple[float, float]:
     v = np.asarray(values, dtype=np.float64)
     if len(v) < 2:
         return float(v.mean()), float("nan")
-    t = T_975.get(len(v), 1.96)
-    return float(v.mean()), float(t * v.std(ddof=1) / math.sqrt(len(v)))
+    return float(v.mean()), float(t_975(len(v)) * v.std(ddof=1) / math.sqrt(len(v)))
 
 
 def chosen(run: Path, metrics: list[str]) -> tuple[int, dict[str, float]]:

@@ -177,3 +177,15 @@ def test_summary_reads_each_run_at_its_chosen_step(tmp_path):
                       f"0.600 ± {half:.3f} (0.400, 0.600, 0.800) |")
     with pytest.raises(SystemExit, match="no 'heldout/other' logged"):
         table(runs, ["heldout/other"])
+
+
+def test_the_t_interval_has_the_t_factor_beyond_the_table():
+    """12 runs: t(0.975, 11) = 2.201 (a normal quantile's 1.96 would be 11% narrow); the
+    table's values agree with scipy's where both exist."""
+    from pc_lightning.summary import T_975, interval, t_975
+
+    assert t_975(12) == pytest.approx(2.201, abs=1e-3)
+    assert all(t_975(n) == pytest.approx(t, abs=1e-3) for n, t in T_975.items())
+    values = [0.0, 1.0] * 6  # sd sqrt(12/11) / 2
+    mean, half = interval(values)
+    assert mean == 0.5 and half == pytest.approx(2.201 * (12 / 11) ** 0.5 / 2 / 12 ** 0.5, abs=1e-3)
