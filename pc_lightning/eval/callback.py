@@ -116,7 +116,7 @@ class HeldOutEvaluation(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Say where the logs and checkpoints went, and log the selected checkpoint's
         validation score as TensorBoard's ``hp_metric`` (the configs turn off its -1 default)."""
-        selected = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
+        chooser = self._chooser(trainer)
         lines = []
         if trainer.log_dir:
             lines.append(f"logs (tensorboard --logdir {trainer.log_dir}): {trainer.log_dir}")
@@ -126,11 +126,11 @@ class HeldOutEvaluation(Callback):
                 score = cb.best_model_score if getattr(cb, "monitor", None) else None
                 what = f"chosen on {cb.monitor} = {float(score):.3f}" if score is not None else "the newest"
                 lines.append(f"checkpoint ({what}): {path}")
-        if selected and selected[0].best_model_score is not None:
+        if chooser is not None and chooser.best_model_score is not None:
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
                     logger.log_hyperparams(dict(pl_module.hparams),
-                                           {"hp_metric": float(selected[0].best_model_score)})
+                                           {"hp_metric": float(chooser.best_model_score)})
         if lines:
             rank_zero_info("\n".join(lines))
 
@@ -138,6 +138,12 @@ class HeldOutEvaluation(Callback):
         """With ``fit_suites``: the selected checkpoint on the suites the fit left out."""
         if self.fit_suites is not None:
             self.evaluate_selected(trainer, pl_module)
+
+    @staticmethod
+    def _chooser(trainer: L.Trainer):
+        """The first ``ModelCheckpoint`` with a ``monitor``: the one whose best checkpoint is
+        "the chosen one" (None where no checkpoint callback monitors anything)."""
+        return next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)
 
     def _suites(self, trainer: L.Trainer) -> dict:
         datamodule = trainer.datamodule
@@ -153,8 +159,8 @@ class HeldOutEvaluation(Callback):
         ``trainer.callback_metrics``, write them with its path, step and score to
         ``<log_dir>/selected.json`` and print them. The module's own weights are put back
         afterwards. Returns the results (None: no suite left to run)."""
-        selected = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)]
-        path = selected[0].best_model_path if selected else ""
+        chooser = self._chooser(trainer)
+        path = chooser.best_model_path if chooser is not None else ""
         rest = {n: s for n, s in self._suites(trainer).items() if n not in (self.fit_suites or [])}
         if not rest:
             return None
@@ -174,8 +180,8 @@ class HeldOutEvaluation(Callback):
             if own is not None:
                 pl_module.load_state_dict(own)
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in results.items()})
-        monitor = selected[0].monitor if path else None
-        score = selected[0].best_model_score if path else None
+        monitor = chooser.monitor if path else None
+        score = chooser.best_model_score if path else None
         log_dir = trainer.log_dir  # a broadcast under DDP: every rank asks
         if trainer.is_global_zero:
             for logger in trainer.loggers:
