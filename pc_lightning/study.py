@@ -183,15 +183,20 @@ def _cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "pc_lightning.cli"]
 
 
-def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
-    """Every (step, value) of ``tag`` in a TensorBoard folder (RuntimeError naming the tag if none)."""
+def scalars(run_dir: Path, tag: str | list[str]) -> list[tuple[int, float]] | dict[str, list[tuple[int, float]]]:
+    """Every (step, value) of ``tag`` in a TensorBoard folder; for a list of tags, a dict of
+    them from one read of the folder. RuntimeError naming a tag that was not logged."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    if tag not in acc.Tags()["scalars"]:
-        raise RuntimeError(f"{run_dir}: no {tag!r} logged")
-    return [(int(e.step), float(e.value)) for e in acc.Scalars(tag)]
+    logged = set(acc.Tags()["scalars"])
+    out = {}
+    for t in [tag] if isinstance(tag, str) else tag:
+        if t not in logged:
+            raise RuntimeError(f"{run_dir}: no {t!r} logged")
+        out[t] = [(int(e.step), float(e.value)) for e in acc.Scalars(t)]
+    return out[tag] if isinstance(tag, str) else out
 
 
 def _scalar(run_dir: Path, tag: str) -> float:
@@ -201,8 +206,9 @@ def _scalar(run_dir: Path, tag: str) -> float:
 
 def _curve(run_dir: Path, select: str) -> list[list[float]]:
     """The fit's validation curve, [step, training seconds, ``select``] per evaluation."""
-    seconds = dict(scalars(run_dir, "time/train_s"))
-    return [[step, round(seconds.get(step, float("nan")), 3), value] for step, value in scalars(run_dir, select)]
+    logged = scalars(run_dir, ["time/train_s", select])
+    seconds = dict(logged["time/train_s"])
+    return [[step, round(seconds.get(step, float("nan")), 3), value] for step, value in logged[select]]
 
 
 def run_cell(study: Study, cell: Cell, log) -> dict:

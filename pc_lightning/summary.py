@@ -59,16 +59,15 @@ def chosen(run: Path, metrics: list[str]) -> tuple[int, dict[str, float]]:
     record = run / "selected.json"  # HeldOutEvaluation's record of the chosen checkpoint's test suites
     values = json.loads(record.read_text())["results"] if record.is_file() else {}
     values = {m: float(values[m]) for m in metrics if m in values}
-    for m in metrics:
-        if m in values:
-            continue
-        try:
-            logged = scalars(run, m)
-        except RuntimeError as e:
-            raise SystemExit(str(e))
+    missing = [m for m in metrics if m not in values]
+    try:
+        logged = scalars(run, missing) if missing else {}  # one read of the folder for them all
+    except RuntimeError as e:
+        raise SystemExit(str(e))
+    for m in missing:
         # Lightning logs a validation at the batches that had stepped, one less than the
         # global step of the checkpoint it chose
-        at = [value for s, value in logged if s == step - 1]
+        at = [value for s, value in logged[m] if s == step - 1]
         if not at:
             raise SystemExit(f"{run}: {m!r} was not logged at the chosen step {step}")
         values[m] = at[-1]
