@@ -1,14 +1,23 @@
-"""MCTS expert speed and strength per MinAtar game, next to random and constant-action play.
+"""The MinAtar expert table: the guided search against its network alone, the old UCT expert,
+random and best-constant play, on the same unseen seeds of the training configuration.
 
-    python bench/minatar_expert.py [--games breakout,freeway] [--decisions 200] [--episodes 8]
+    python -m bench.minatar_expert [--games breakout,freeway] [--episodes 8] [--uct-episodes 4]
 
-Per game, one line: expert decisions/s in one process and with every core (one search
-per process, all busy), and the mean return over ``--episodes`` episodes (training
-configuration, ``max_episode_steps`` of conf/minatar.yaml, unseen seeds) of a uniformly
-random policy and of the best constant action. The expert's own return is the mean over
-its training episodes, read from the default data of conf/minatar.yaml once generated
-(``pc-lightning fit --config conf/minatar.yaml --data.init_args.game GAME``).
+Per game, one line (and a markdown row with ``--markdown``): mean return and its standard
+error over ``--episodes`` episodes (seeds 2,000,500+, which no suite or data uses; sticky
+actions 0.1; ``max_episode_steps`` decisions at most, 400 as in conf/minatar.yaml) of
+
+- the search expert of conf/minatar.yaml (its network trained first if not cached in
+  ``--data``), and its decisions/s in one process;
+- the network alone, greedy (its most probable action);
+- the UCT expert the data used before (``UCT_GAME_DEFAULTS``), on ``--uct-episodes``;
+- a uniformly random policy, and the best constant action (the best of the game's actions,
+  each played on the same seeds).
+
+Episodes run in ``--procs`` processes (one episode each, one torch thread).
 """
+
+from __future__ import annotations
 
 import argparse
 import os
@@ -17,67 +26,92 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from pc_lightning.data import ProcedureRecords
 from pc_lightning.domains.minatar import MinAtarDataModule
-from pc_lightning.domains.minatar.datamodule import GAME_DEFAULTS, SEED_BASE
 from pc_lightning.domains.minatar.env import GAMES, make_env
-from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
+
+SEED = 2_000_500
 
 
-def decisions_per_s(game: str, n: int, seed: int = 0) -> float:
-    env = make_env(game, 4242 + seed)
-    planner = MCTS(MCTSConfig(**GAME_DEFAULTS[game]["expert"]), env.minimal_action_set(), seed=seed)
-    start = time.perf_counter()
-    for _ in range(n):
-        _, terminal = env.act(planner.search(env).action)
+def episode(args: tuple) -> tuple[float, int, float]:
+    """(return, decisions, seconds deciding) of one episode of ``policy`` on ``seed``."""
+    game, policy, seed, max_steps, net, expert = args
+    import torch
+
+    torch.set_num_threads(1)
+    env = make_env(game, seed)
+    actions = env.minimal_action_set()
+    rng = np.random.default_rng(seed)
+    if policy in ("search", "network"):
+        from pc_lightning.domains.minatar.network import load_net
+        from pc_lightning.domains.minatar.search import GuidedSearch, SearchConfig
+
+        model = load_net(net)
+        planner = GuidedSearch(SearchConfig(**expert), actions, model.evaluate)
+        decide = (lambda: planner.search(env).action) if policy == "search" else (lambda: model.greedy(env.state()))
+    elif policy == "uct":
+        from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig, UCT_GAME_DEFAULTS
+
+        uct = MCTS(MCTSConfig(**UCT_GAME_DEFAULTS[game]), actions, seed=seed + 17)
+        decide = lambda: uct.search(env).action  # noqa: E731
+    elif policy == "random":
+        decide = lambda: int(rng.choice(actions))  # noqa: E731
+    else:  # a constant action id
+        decide = lambda: int(policy)  # noqa: E731
+    ret, steps, thinking = 0.0, 0, 0.0
+    for _ in range(max_steps):
+        start = time.perf_counter()
+        a = decide()
+        thinking += time.perf_counter() - start
+        r, terminal = env.act(a)
+        ret += float(r)
+        steps += 1
         if terminal:
-            env.reset()
-    return n / (time.perf_counter() - start)
-
-
-def _dps(args: tuple) -> float:
-    return decisions_per_s(*args)
-
-
-def policy_return(game: str, policy, episodes: int, max_steps: int) -> float:
-    rets = []
-    for i in range(episodes):
-        env = make_env(game, SEED_BASE["heldout"] + 500 + i)
-        rng = np.random.default_rng(i)
-        actions = env.minimal_action_set()
-        ret = 0.0
-        for _ in range(max_steps):
-            r, terminal = env.act(policy(rng, actions))
-            ret += r
-            if terminal:
-                break
-        rets.append(ret)
-    return float(np.mean(rets))
+            break
+    return ret, steps, thinking
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--games", default=",".join(GAMES))
-    p.add_argument("--decisions", type=int, default=200)
     p.add_argument("--episodes", type=int, default=8)
+    p.add_argument("--uct-episodes", type=int, default=4)
     p.add_argument("--max-steps", type=int, default=400)
-    p.add_argument("--expert-from-data", default="data", help="data folder of conf/minatar.yaml's default data")
+    p.add_argument("--data", default="data", help="where the networks are cached (conf/minatar.yaml's data_dir)")
+    p.add_argument("--procs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--markdown", action="store_true", help="also print the table's markdown rows")
     a = p.parse_args()
-    cores = os.cpu_count() or 1
-    for game in a.games.split(","):
-        one = decisions_per_s(game, a.decisions)
-        with get_context("spawn").Pool(cores) as pool:
-            # each process times its own searches (process start-up excluded); they run together
-            all_cores = sum(pool.map(_dps, [(game, a.decisions, s) for s in range(cores)]))
-        rand = policy_return(game, lambda rng, acts: int(rng.choice(acts)), a.episodes, a.max_steps)
-        consts = {int(c): policy_return(game, lambda rng, acts, c=c: int(c), a.episodes, a.max_steps)
-                  for c in make_env(game, 0).minimal_action_set()}
-        best_c = max(consts, key=consts.get)
-        cached = MinAtarDataModule(game=game, data_dir=a.expert_from_data).cache_path("train")
-        expert = ProcedureRecords.load(cached).meta["expert_return"] if cached.exists() else None
-        print(f"{game}: expert {one:.0f} decisions/s in 1 process, {all_cores:.0f}/s on {cores} cores; "
-              f"expert return {'n/a (no data yet)' if expert is None else f'{expert:.1f}'}; random {rand:.1f}; "
-              f"best constant action {best_c} {consts[best_c]:.1f}", flush=True)
+    rows = []
+    with get_context("spawn").Pool(a.procs) as pool:
+        for game in a.games.split(","):
+            dm = MinAtarDataModule(game=game, data_dir=a.data)
+            net = dm.net_path()  # trains the network first if it is not cached
+            actions = make_env(game, 0).minimal_action_set()
+            policies = {"search": a.episodes, "network": a.episodes, "uct": a.uct_episodes, "random": a.episodes,
+                        **{str(c): a.episodes for c in actions}}
+            jobs = [(name, (game, name, SEED + i, a.max_steps, net, dm.expert))
+                    for name, n in policies.items() for i in range(n)]
+            out = pool.map(episode, [j for _, j in jobs])
+            by: dict[str, list] = {}
+            for (name, _), o in zip(jobs, out):
+                by.setdefault(name, []).append(o)
+
+            def stat(name: str) -> tuple[float, float]:
+                r = np.array([o[0] for o in by[name]])
+                return float(r.mean()), float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0
+
+            const = max((str(c) for c in actions), key=lambda c: stat(c)[0])
+            dps = sum(o[1] for o in by["search"]) / sum(o[2] for o in by["search"])
+            cells = {k: stat(k) for k in ("search", "network", "uct", "random")} | {"const": stat(const)}
+            line = "  ".join(f"{k} {m:.2f} ± {s:.2f}" for k, (m, s) in cells.items())
+            print(f"{game}: {line} (constant: action {const}); search {dps:.0f} decisions/s in 1 process",
+                  flush=True)
+            rows.append(f"| {game} | " + " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in cells.values())
+                        + f" | {cells['search'][0] / max(cells['uct'][0], 1e-9):.1f}x | {dps:.0f} |")
+    if a.markdown:
+        print("| game | search expert | network alone | old UCT | random | best constant | search / UCT | "
+              "search decisions/s |")
+        print("|---|---|---|---|---|---|---|---|")
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":

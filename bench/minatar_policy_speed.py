@@ -1,4 +1,4 @@
-"""Learned policy vs the MCTS expert that taught it: decisions per second on the same states.
+"""Learned policy vs the search expert that taught it: decisions per second on the same states.
 
     python bench/minatar_policy_speed.py --ckpt runs/minatar_pc/version_0/checkpoints/last.ckpt \
         --game breakout [--batch 512] [--repeats 8] [--threads 1] [--device cuda] [--expert-procs 16]
@@ -33,7 +33,8 @@ from omegaconf import OmegaConf
 
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar.env import make_env, restore, snapshot
-from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
+from pc_lightning.domains.minatar.network import load_net
+from pc_lightning.domains.minatar.search import GuidedSearch, SearchConfig
 from pc_lightning.model import ProcedureCloner
 
 
@@ -42,7 +43,7 @@ def expert_snapshots(dm: MinAtarDataModule, actions: list[int]) -> tuple:
     and a snapshot (RNG included) before each of ``actions``."""
     game = dm.game
     env = make_env(game, dm.episode_seeds("val", 1)[0], dm.sticky_action_prob, dm.difficulty_ramping)
-    planner = MCTS(MCTSConfig(**dm.expert), env.minimal_action_set(), seed=0, game=game)
+    planner = GuidedSearch(SearchConfig(**dm.expert), env.minimal_action_set(), load_net(dm.net_path()).evaluate)
     snaps = []
     for a in actions:
         snaps.append(snapshot(env, with_rng=True))
@@ -53,6 +54,7 @@ def expert_snapshots(dm: MinAtarDataModule, actions: list[int]) -> tuple:
 def _expert_rate(args: tuple) -> float:
     """One process's expert decisions/s over all the given states (its start-up excluded)."""
     game, actions = args
+    torch.set_num_threads(1)
     dm = MinAtarDataModule(game=game, n_val_episodes=1)
     env, planner, snaps = expert_snapshots(dm, actions)
     start = time.perf_counter()
@@ -90,7 +92,7 @@ def main() -> None:
     n = len(records)
     states = records.states.long()
     batch = states.repeat(-(-a.batch // n), 1, 1)[: a.batch]  # (batch, H, W)
-    max_steps = dm.codec.procedure_blocks(MCTSConfig(**dm.expert).pv_depth)
+    max_steps = dm.codec.procedure_blocks(SearchConfig(**dm.expert).pv_depth)
     stop = dm.codec.stop_fn
     dev = torch.device(a.device)
     on_gpu = dev.type == "cuda"
@@ -128,7 +130,7 @@ def main() -> None:
     expert_dps = m / expert_time
     where = (f"{torch.cuda.get_device_name(dev)}" if on_gpu else f"{torch.get_num_threads()} threads")
     print(f"{game} ({module.variant.name}): policy {policy_dps:.0f} decisions/s (batch {len(batch)} of {n} states, "
-          f"{where}), MCTS expert {expert_dps:.0f} decisions/s (1 process): "
+          f"{where}), search expert {expert_dps:.0f} decisions/s (1 process): "
           f"{policy_dps / expert_dps:.1f}x", flush=True)
     if on_gpu:
         same = (actions.cpu() == cpu_actions).float().mean().item()
@@ -138,7 +140,7 @@ def main() -> None:
             # every process searches the same states at once; each times its own searches
             rates = pool.map(_expert_rate, [(game, expert_actions)] * a.expert_procs)
         all_dps = sum(rates)
-        print(f"  MCTS expert on {a.expert_procs} cores at once: {all_dps:.0f} decisions/s "
+        print(f"  search expert on {a.expert_procs} cores at once: {all_dps:.0f} decisions/s "
               f"(per process {min(rates):.0f}-{max(rates):.0f}): policy / all-core expert {policy_dps / all_dps:.1f}x",
               flush=True)
 

@@ -1,4 +1,4 @@
-"""MinAtar domain: snapshots, the MCTS expert, the codec, and a tiny fit through the CLI."""
+"""MinAtar domain: snapshots, the network and the guided search, the codec, and a tiny fit through the CLI."""
 
 import numpy as np
 import pytest
@@ -6,10 +6,22 @@ import torch
 
 from conftest import ROOT  # noqa: F401  (tests run from the repository root)
 from pc_lightning.domains.minatar import MinAtarDataModule
-from pc_lightning.domains.minatar.codec import VALUE_EDGES, Codec
-from pc_lightning.domains.minatar.env import GAMES, N_CHANNELS, frame_tokens, make_env, restore, snapshot, \
-    tokens_to_frame
-from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig, PVStep
+from pc_lightning.domains.minatar import network
+from pc_lightning.domains.minatar.codec import VALUE_BINS, Codec
+from pc_lightning.domains.minatar.env import GAMES, N_CHANNELS, frame_tokens, make_env, minatar_actions, restore, \
+    snapshot, tokens_to_frame
+from pc_lightning.domains.minatar.network import NetConfig, get_net, load_net, net_path
+from pc_lightning.domains.minatar.search import GuidedSearch, PVStep, RootAction, SearchConfig, SearchResult
+
+
+def known(n_actions: int, value=lambda obs: 0.0, logits=None):
+    """An evaluator with a known value function of the observation and a fixed prior (uniform by default)."""
+    logits = np.zeros(n_actions) if logits is None else np.asarray(logits, dtype=np.float64)
+    logp = logits - np.log(np.exp(logits).sum())
+
+    def evaluate(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.tile(logp, (len(obs), 1)), np.array([float(value(o)) for o in obs])
+    return evaluate
 
 
 def play(env, actions) -> list[tuple]:
@@ -44,19 +56,21 @@ def test_search_leaves_the_environment_as_it_was(game):
     play(env, np.random.default_rng(1).integers(0, 6, size=10))
     snap = snapshot(env, with_rng=True)
     before = env.state().copy()
-    result = MCTS(MCTSConfig(simulations=16, horizon=5), env.minimal_action_set(), seed=0).search(env)
-    assert result.action in env.minimal_action_set()
+    actions = env.minimal_action_set()
+    result = GuidedSearch(SearchConfig(simulations=12, max_depth=4), actions, known(len(actions))).search(env)
+    assert result.action in actions and len(result.root) == len(actions)
     assert np.array_equal(env.state(), before)
     assert env.random.get_state()[1].tolist() == snap["__rng"][1].tolist(), "the episode's RNG is untouched"
-    actions = np.random.default_rng(2).integers(0, 6, size=50)
-    after_search = play(env, actions)
+    moves = np.random.default_rng(2).integers(0, 6, size=50)
+    after_search = play(env, moves)
     restore(env, snap)
-    assert play(env, actions) == after_search
+    assert play(env, moves) == after_search
 
 
-def test_mcts_takes_the_scoring_step_in_freeway():
+def test_search_takes_the_scoring_step_in_freeway():
     """The chicken one row below the top, free to move, no car near: 'up' scores now and
-    every other action scores later, so the search must choose 'up' (action 2)."""
+    every other action scores later; with a value of 0 everywhere the search must choose
+    'up' (action 2), and its procedure's root block for 'up' holds the top value bin."""
     env = make_env("freeway", seed=0, sticky_action_prob=0.0)
     game = env.env
     game.pos, game.move_timer = 1, 0
@@ -69,26 +83,97 @@ def test_mcts_takes_the_scoring_step_in_freeway():
         rewards[a] = env.act(a)[0]
     assert rewards[2] == 1 and all(r == 0 for a, r in rewards.items() if a != 2)
     restore(env, snap)
-    result = MCTS(MCTSConfig(simulations=64, horizon=10), env.minimal_action_set(), seed=0).search(env)
+    actions = env.minimal_action_set()
+    result = GuidedSearch(SearchConfig(simulations=16, max_depth=3), actions, known(len(actions))).search(env)
     assert result.action == 2
-    assert result.pv[0].action == 2 and result.pv[0].value > 0.5
+    up = result.root[actions.index(2)]
+    assert up.value > 0.9 and up.scaled == 1.0 and result.pv[0].action == 2
+    blocks = Codec("freeway").encode_procedure(result, frame_tokens(env.state()))
+    assert Codec("freeway").decode_step(blocks[actions.index(2)])[2] == VALUE_BINS - 1
 
 
-def test_mcts_avoids_losing_the_ball_in_breakout():
-    """Ball falling toward the bottom-left corner, paddle far right: only moving left in time
-    saves it (4 cells in 4 steps), so the search must choose 'left'."""
+def paddle_column(obs: np.ndarray) -> int:
+    channel = make_env("breakout", 0).env.channels["paddle"]
+    return int(np.argmax(obs[9, :, channel]))
+
+
+def test_search_follows_a_known_value_function():
+    """Breakout with a value that grows as the paddle goes right and a uniform prior: the
+    search moves right ('r', 3). With a constant value, the prior decides: it favours 'l'."""
     env = make_env("breakout", seed=0, sticky_action_prob=0.0)
-    game = env.env
-    game.ball_x, game.ball_y, game.ball_dir, game.pos = 4, 5, 3, 5  # dir 3: down-left
-    game.last_x, game.last_y = 5, 4
-    snap = snapshot(env)
-    for first, saved in [(3, False), (0, False), (1, True)]:  # then left until the ball lands
-        restore(env, snap)
-        outcomes = [env.act(a)[1] for a in [first, 1, 1, 1]]
-        assert any(outcomes) != saved
+    env.env.pos = 4
+    actions = env.minimal_action_set()  # n l r
+    right = GuidedSearch(SearchConfig(simulations=16), actions, known(3, value=paddle_column)).search(env)
+    assert right.action == 3
+    assert [r.action for r in right.root] == [0, 1, 3] and right.root[2].value > right.root[0].value > right.root[1].value
+    prior = GuidedSearch(SearchConfig(simulations=16), actions, known(3, logits=[0.0, 2.0, 0.0])).search(env)
+    assert prior.action == 1
+
+
+def test_labels_are_deterministic():
+    """The same state gives the same action and the same procedure: from another planner,
+    after other searches, and from another environment that reached the same state."""
+    codec = Codec("breakout")
+    cfg = SearchConfig(simulations=24)
+    env = make_env("breakout", seed=7)
+    evaluate = known(3, value=paddle_column, logits=[0.1, 0.0, 0.2])
+    play(env, [0, 1, 1, 3, 0, 3])
+    snap = snapshot(env, with_rng=True)
+    first = GuidedSearch(cfg, env.minimal_action_set(), evaluate)
+    a = first.search(env)
+    blocks = codec.encode_procedure(a, frame_tokens(env.state()))
+    for _ in range(3):  # other states searched in between
+        env.act(first.search(env).action)
     restore(env, snap)
-    result = MCTS(MCTSConfig(simulations=128, horizon=10), env.minimal_action_set(), seed=0).search(env)
-    assert result.action == 1  # 'l'
+    for planner in (first, GuidedSearch(cfg, env.minimal_action_set(), evaluate)):
+        b = planner.search(env)
+        assert b.action == a.action
+        assert np.array_equal(codec.encode_procedure(b, frame_tokens(env.state())), blocks)
+    twin = make_env("breakout", seed=7)
+    play(twin, [0, 1, 1, 3, 0, 3])
+    assert np.array_equal(codec.encode_procedure(first.search(twin), frame_tokens(twin.state())), blocks)
+
+
+TINY_NET = NetConfig(total_steps=512, n_envs=4, n_steps=32, minibatches=2, epochs=1)
+
+
+def test_network_cache_round_trips(tmp_path, monkeypatch):
+    """A trained network is written once, named by its settings, loaded with weights_only, and
+    gives the same outputs; a second call loads it without training; an interrupted training
+    resumes from its partial file."""
+    net = get_net("breakout", TINY_NET, tmp_path, progress=False)
+    path = net_path("breakout", TINY_NET, tmp_path)
+    assert path.is_file() and list(tmp_path.iterdir()) == [path]
+    assert net.actions == minatar_actions("breakout") and net.meta["steps"] == 512
+    torch.load(path, weights_only=True)  # plain tensors and values only
+    obs = np.stack([make_env("breakout", s).state() for s in range(4)])
+    logp, value = net.evaluate(obs)
+    assert logp.shape == (4, 3) and value.shape == (4,) and np.allclose(np.exp(logp).sum(1), 1)
+    again = load_net(path).evaluate(obs)
+    assert np.array_equal(again[0], logp) and np.array_equal(again[1], value)
+    monkeypatch.setattr(network, "train_net", lambda *a, **k: pytest.fail("a cached network was retrained"))
+    get_net("breakout", TINY_NET, tmp_path)
+    monkeypatch.undo()
+    assert net_path("breakout", NetConfig(**{**TINY_NET.__dict__, "seed": 1}), tmp_path) != path
+
+    saves = []
+    real_save = network._save_atomic
+
+    def interrupt_after_first_partial(blob, p):
+        real_save(blob, p)
+        saves.append(p.name)
+        if p.name.endswith(".partial.pt"):
+            raise KeyboardInterrupt
+
+    other = tmp_path / "resume"
+    monkeypatch.setattr(network, "_save_atomic", interrupt_after_first_partial)
+    with pytest.raises(KeyboardInterrupt):
+        network.train_net("breakout", TINY_NET, other / "net.pt", progress=False, checkpoint_every=2)
+    assert (other / "net.partial.pt").is_file() and not (other / "net.pt").exists()
+    network.train_net("breakout", TINY_NET, other / "net.pt", progress=False, checkpoint_every=2)
+    resumed = load_net(other / "net.pt")
+    assert resumed.meta["resumed_at"] == [2] and resumed.meta["steps"] == 512
+    assert not (other / "net.partial.pt").exists()
 
 
 @pytest.mark.parametrize("game", GAMES)
@@ -103,29 +188,41 @@ def test_codec_round_trip(game):
     state = codec.encode_state(tokens)
     assert state.shape == (10, 10) and state.max() < codec.state_vocab  # the frame alone; steps are 11 x 10
     assert np.array_equal(codec.decode_state(state), frames[0])
-    pv = [PVStep(action=a, frame=frame_tokens(f), value=v, visits=1)
-          for a, f, v in zip([1, 4, 0], frames, [-2.0, 0.7, 100.0])]
-    blocks = codec.encode_procedure(pv, tokens)
-    assert blocks.shape == (4, 11, 10) and blocks.max() < codec.step_vocab
-    assert codec.procedure_blocks(3) == 4 and codec.first_imagined == 1
-    # block l: the frame f_l (the state's for l = 0, else the one a_{l-1} reached) and a_l from it
-    frames_in = [frames[0]] + list(frames)
-    for i, block in enumerate(blocks):
-        a, frame, v, root, last = codec.decode_step(block)
-        assert root == pv[0].action and last == (i == 3)
-        assert np.array_equal(frame, frames_in[i])
-        if i < 3:
-            assert a == pv[i].action and v == int(np.searchsorted(VALUE_EDGES, pv[i].value, side="right"))
-        else:
-            assert a is None and v is None
-        assert block[10, 4] == codec.depth_base + i  # the block's depth: where a PV ends is visible
-    stops = codec.stop_fn(torch.from_numpy(np.stack([state] * 4)), torch.from_numpy(blocks))
-    assert stops.tolist() == [False, False, False, True]
+    actions = minatar_actions(game)
+    k = len(actions)
+    scores = rng.permutation(k).astype(float)  # the search's ranking of the root actions
+    chosen = actions[int(np.argmax(scores))]
+    roots = [RootAction(a, frame_tokens(frames[i % 3]), float(i), 1, 1.0 / k, scores[i], i / max(k - 1, 1))
+             for i, a in enumerate(actions)]
+    pv = [PVStep(chosen, frame_tokens(frames[1]), 0.5, 3), PVStep(actions[0], frame_tokens(frames[2]), 0.2, 1)]
+    result = SearchResult(chosen, roots, pv)
+    blocks = codec.encode_procedure(result, tokens)
+    assert blocks.shape == (k + 2, 11, 10) and blocks.max() < codec.step_vocab
+    assert codec.procedure_blocks(2) == k + 2 and codec.first_imagined == 0
+    running = []
+    for j, block in enumerate(blocks):
+        a, frame, v, best, last = codec.decode_step(block)
+        assert last == (j == k + 1) and block[10, 4] == codec.index_base + j
+        if j < k:  # root block j: b_j, the frame after it, its value bin, the best of b_0 .. b_j
+            running.append(scores[j])
+            assert a == actions[j] and np.array_equal(frame, frames[j % 3])
+            assert v == codec.value_bin(roots[j].scaled) and 0 <= v < VALUE_BINS
+            assert best == actions[int(np.argmax(running))]
+        else:  # PV block: its frame and the action taken from it (none on the last), and a
+            assert best == chosen and v is None
+            assert np.array_equal(frame, frames[1] if j == k else frames[2])
+            assert a == (actions[0] if j == k else None)
+    assert codec.decode_step(blocks[k - 1])[3] == chosen  # the decision is read off the last root block
+    assert codec.root_block(chosen) == actions.index(chosen)
+    stops = codec.stop_fn(torch.from_numpy(np.stack([state] * len(blocks))), torch.from_numpy(blocks))
+    assert stops.tolist() == [False] * (k + 1) + [True]
     malformed = blocks[0].copy()
-    malformed[10, 0] = codec.pad
+    malformed[10, 0] = codec.pad  # a root block without its action
     assert codec.decode_step(malformed) is None
-    empty = codec.encode_procedure([], tokens)  # a search that expanded nothing: 'n' to the same frame
-    assert empty.shape == (2, 11, 10) and codec.decode_step(empty[0])[0] == 0 and codec.decode_step(empty[1])[4]
+    with pytest.raises(ValueError, match="running best"):
+        codec.encode_procedure(SearchResult(actions[int(np.argmin(scores))], roots, pv), tokens)
+    no_pv = codec.encode_procedure(SearchResult(chosen, roots, []), tokens)
+    assert no_pv.shape == (k, 11, 10) and codec.decode_step(no_pv[-1])[4]
 
 
 def test_codec_cell_weights():
@@ -150,7 +247,8 @@ TINY_MINATAR = [
     "--data.init_args.n_heldout_episodes", "2", "--data.init_args.train_eval_episodes", "1",
     "--data.init_args.n_val_env_episodes", "1",
     "--data.init_args.batch_size", "4", "--data.init_args.workers", "1",
-    "--data.init_args.expert", "{simulations: 8, horizon: 4, pv_depth: 2}",
+    "--data.init_args.expert", "{simulations: 6, pv_depth: 2}",
+    "--data.init_args.network", "{total_steps: 512, n_envs: 4, n_steps: 32, minibatches: 2, epochs: 1}",
 ]
 
 
@@ -173,3 +271,4 @@ def test_fit_minatar_every_variant(cli, tmp_path, config):
         assert "heldout/procedure_acc" in values
         assert all(0.0 <= v <= 1.0 for v in values["heldout/procedure_acc"])
     assert list((tmp_path / "data").glob("minatar-train-*.pt"))
+    assert list((tmp_path / "data").glob("minatar-net-breakout-*.pt")), "the tiny fit trains the search's network"

@@ -1,4 +1,4 @@
-"""Tokens for MinAtar states, MCTS procedures and actions.
+"""Tokens for MinAtar states, search procedures and actions.
 
 A frame is 10 x 10 tokens, each cell one token whose bits are the game's C channels
 (token = sum_c 2**c * frame[y, x, c], so 0 .. 2**C - 1).
@@ -10,37 +10,34 @@ frame. Since the shapes differ, a start block predicts x_0 (the core's
 ``TokenSpec.start_token``); a step cell sees the state cell at its coordinates, and the
 cells of row 10 see none.
 
-Procedure x_0 .. x_D, the search's principal variation (PV: from the root, the most-visited
-child, D <= ``pv_depth`` actions a_0 .. a_{D-1}, the frames f_1 .. f_D they reach in the
-search's simulator, and the values Q_0 .. Q_{D-1} of those nodes). Each block holds a frame
-and the action taken *from* it, so a frame is always predicted after the action that
-produced it (from the block before, which holds that action):
+Procedure: what the guided search (:mod:`.search`) computed to choose, in the order a
+reader would check it. First one block per root action b_0 .. b_{K-1} (the game's minimal
+action set, in its order), then the principal variation (PV) from the chosen action's child:
 
-    rows 0-9   f_l: the state's frame for l = 0, else the frame the search reached after a_{l-1}
-    row 10     [ACTION + a_l, VALUE + bin(Q_l), ACTION + a, MORE, DEPTH + l, PAD, ..., PAD]   (l < D)
-    row 10     [PAD,          PAD,              ACTION + a, LAST, DEPTH + D, PAD, ..., PAD]   (l = D)
+    root block j   rows 0-9  the frame the search reached after b_j
+                   row 10    [ACTION + b_j, VALUE + bin(q_j), ACTION + best_j, MORE, INDEX + j, PAD x 5]
+    PV block l     rows 0-9  f_l, the frame after a, a_1 .. a_{l-1} (f_1: a's child)
+                   row 10    [ACTION + a_l, PAD, ACTION + a, MORE, INDEX + K + l - 1, PAD x 5]   (l < D)
+                   row 10    [PAD,          PAD, ACTION + a, LAST, INDEX + K + D - 1, PAD x 5]   (l = D)
 
-a_0 is the root's chosen action, which is the action a; every block repeats a (column 2)
-so that with a Markov window (each block sees only the one before) the last still shows
-the answer to the action query hosted there. Q_l is the mean discounted return of the
-node a_l leads to, binned by :data:`VALUE_EDGES` (bin i holds values in [edge[i-1], edge[i])).
-Column 3 is LAST on the final block, MORE before it; generation stops at LAST. Column 4 is
-the block's depth l (capped at :data:`MAX_DEPTH` - 1). With a Markov window a block sees
-only the previous one, so without it the depth, and with it where the PV ends, is invisible:
-a model then ended its PVs after 2 blocks where the expert's had 4, and the action query,
-trained on final blocks only, read a block unlike any it was trained on.
+q_j is b_j's completed Q rescaled to [0, 1] over the root actions (what the search's sigma
+reads), in :data:`VALUE_BINS` equal bins; best_j is the best of b_0 .. b_j by the search's
+score, so best_{K-1} is the action a: the decision is read off the last root block, as the
+maze's action is read off the BFS map, and with a Markov window (a block sees the one
+before) each comparison needs only the previous block. PV blocks repeat a (column 2) so
+that the last block still shows it to the action query hosted there; with ``pv_depth`` 0
+the last root block is the last block (LAST). A block's frame is predicted together with
+its row 10: a root block's action is fixed by its index, and a PV block holds the action
+taken *from* its frame, never the one that produced it (with the action beside the frame
+it produced, all cells predicted at once, a model drew breakout's paddle on both sides:
+docs/notes/2026-11-25-minatar-uct-expert.md).
 
-Before this layout a block held a_l beside the frame *after* it, f_{l+1}: all cells of a
-block are predicted at once, so the frame was predicted without knowing the action, and
-the model drew the paddle on both sides (breakout: 3.45 wrong cells per imagined frame,
-none exact; 2.95 with this layout, still none exact: docs/notes/2026-11-25-minatar-uct-expert.md).
-
-Until 2026-12-01 the state block was 11 x 10 too, its row 10 all PAD (every block had to
-be the state's shape); the step blocks are unchanged.
+Until 2026-12-02 the procedure was the PV of a UCT search alone, with a = a_0 in every
+block: the model decided at x_0 from the state, and the frames after did not inform it.
 
 Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
-(6 ids, MinAtar's full action set), VALUE = ACTION + 6 (len(VALUE_EDGES) + 1 ids), then
-MORE, LAST, and DEPTH (MAX_DEPTH ids).
+(6 ids, MinAtar's full action set), VALUE = ACTION + 6 (VALUE_BINS ids), then MORE, LAST,
+and INDEX (MAX_BLOCKS ids).
 """
 
 from __future__ import annotations
@@ -49,12 +46,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pc_lightning.domains.minatar.env import N_ACTIONS, N_CHANNELS, tokens_to_frame
-from pc_lightning.domains.minatar.expert import PVStep
+from pc_lightning.domains.minatar.env import N_ACTIONS, N_CHANNELS, minatar_actions, tokens_to_frame
+from pc_lightning.domains.minatar.search import SearchResult
 
-VALUE_EDGES = np.array([-0.5, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0])
+VALUE_BINS = 8  # q in [0, 1]: bin min(floor(8 q), 7)
 H, W = 11, 10  # step block grid: a 10 x 10 frame and one row of extra tokens (the state block is 10 x 10)
-MAX_DEPTH = 8  # depth tokens 0 .. 7; deeper PV steps share the last
+MAX_BLOCKS = 12  # index tokens 0 .. 11 (6 root actions and a PV of 6 at most)
 
 
 class Codec:
@@ -66,16 +63,17 @@ class Codec:
         self.pad = 2**self.n_channels
         self.action_base = self.pad + 1
         self.value_base = self.action_base + N_ACTIONS
-        self.more = self.value_base + len(VALUE_EDGES) + 1
+        self.more = self.value_base + VALUE_BINS
         self.last = self.more + 1
-        self.depth_base = self.last + 1
+        self.index_base = self.last + 1
         self.state_vocab = self.pad  # frame tokens only
-        self.step_vocab = self.depth_base + MAX_DEPTH
+        self.step_vocab = self.index_base + MAX_BLOCKS
+        self.n_root = len(minatar_actions(game))
         self._palette = self._make_palette()
 
     def cell_weights(self, action: float = 50.0, other: float = 5.0, frame: float = 1.0) -> list[list[float]]:
-        """Loss weights of a step block's cells: the action tokens (a_l and a) weigh ``action``,
-        the rest of row 10 (value, MORE/LAST, depth, PAD) ``other``, each frame cell ``frame``
+        """Loss weights of a step block's cells: the action tokens (b_j or a_l, and best_j or a)
+        weigh ``action``, the rest of row 10 (value, MORE/LAST, index, PAD) ``other``, each frame cell ``frame``
         (0: the imagined frames are not cloned, an ablation; ``data.init_args.frame_weight``). Without
         them the one token that decides (a_0, predicted with x_0 from the state) would be
         1/110 of a block's loss, and the model learns the frames but not the decision.
@@ -89,56 +87,82 @@ class Codec:
         w[10, [0, 2]] = action
         return w.tolist()
 
-    #: Index of the first block whose frame the search imagined (f_1, after a_0).
-    first_imagined = 1
+    #: Index of the first block whose frame the search imagined (every block's frame is).
+    first_imagined = 0
 
     def procedure_blocks(self, pv_depth: int) -> int:
         """The most blocks a procedure of a search with ``pv_depth`` has (generation's limit)."""
-        return pv_depth + 1
+        return self.n_root + pv_depth
+
+    def root_block(self, action: int) -> int | None:
+        """The index of the root block of MinAtar action ``action`` (None if not the game's)."""
+        actions = minatar_actions(self.game)
+        return actions.index(action) if action in actions else None
 
     # ---------------------------------------------------------------- encode
     def encode_state(self, frame: np.ndarray) -> np.ndarray:
         """Frame tokens (..., 10, 10) -> state block (..., 10, 10): the frame itself."""
         return np.asarray(frame, dtype=np.int64)
 
-    def encode_procedure(self, pv: list[PVStep], state_frame: np.ndarray) -> np.ndarray:
-        """Principal variation -> step blocks (len(pv) + 1, 11, 10); ``state_frame`` (10, 10)
-        tokens, the searched state's frame, is x_0's. An empty PV (a search that expanded
-        nothing) becomes one step: action 0 ('n') to the state's frame, value 0."""
+    @staticmethod
+    def value_bin(q: float) -> int:
+        """A rescaled Q in [0, 1] -> its bin, 0 .. VALUE_BINS - 1."""
+        return min(int(np.floor(max(q, 0.0) * VALUE_BINS)), VALUE_BINS - 1)
+
+    def encode_procedure(self, result: SearchResult, state_frame: np.ndarray) -> np.ndarray:
+        """A search's result -> step blocks (K + D, 11, 10): K root blocks, D PV blocks.
+        ``state_frame`` (10, 10) tokens stands in for a root action the search never tried."""
         state_frame = np.asarray(state_frame)
-        if not pv:
-            pv = [PVStep(0, state_frame, 0.0, 0)]
-        out = np.full((len(pv) + 1, H, W), self.pad, dtype=np.int64)
-        out[0, :10] = state_frame
-        for i, step in enumerate(pv):
-            out[i, 10, 0] = self.action_base + step.action
-            out[i, 10, 1] = self.value_base + int(np.searchsorted(VALUE_EDGES, step.value, side="right"))
-            out[i + 1, :10] = step.frame
-        out[:, 10, 2] = self.action_base + pv[0].action
+        roots, pv = result.root, result.pv
+        if len(roots) != self.n_root:
+            raise ValueError(f"{self.game}: the search reports {len(roots)} root actions, the codec expects {self.n_root}")
+        n = len(roots) + len(pv)
+        out = np.full((n, H, W), self.pad, dtype=np.int64)
+        best = 0
+        for j, r in enumerate(roots):
+            if r.score > roots[best].score:
+                best = j
+            out[j, :10] = state_frame if r.frame is None else r.frame
+            out[j, 10, 0] = self.action_base + r.action
+            out[j, 10, 1] = self.value_base + self.value_bin(r.scaled)
+            out[j, 10, 2] = self.action_base + roots[best].action
+        if roots[best].action != result.action:
+            raise ValueError(f"the running best of the root actions ({roots[best].action}) is not the search's "
+                             f"action ({result.action})")
+        for l, step in enumerate(pv):
+            k = len(roots) + l
+            out[k, :10] = step.frame
+            out[k, 10, 2] = self.action_base + result.action
+            if l + 1 < len(pv):
+                out[k, 10, 0] = self.action_base + pv[l + 1].action
         out[:, 10, 3] = self.more
-        out[:, 10, 4] = self.depth_base + np.minimum(np.arange(len(pv) + 1), MAX_DEPTH - 1)
+        out[:, 10, 4] = self.index_base + np.minimum(np.arange(n), MAX_BLOCKS - 1)
         out[-1, 10, 3] = self.last
         return out
 
     # ---------------------------------------------------------------- decode
     def decode_step(self, block: np.ndarray) -> tuple[int | None, np.ndarray, int | None, int, bool] | None:
-        """(action a_l, frame f_l (10, 10, C) bool, value bin, the root's action a, last) of a
-        step block, a_l and the bin None on the last block; None if it is malformed (a
+        """(the block's action b_j or a_l, frame (10, 10, C) bool, value bin, the running best
+        or a, last) of a step block; the action and the bin are None where the block has none
+        (a PV block has no bin, the last block no action). None if it is malformed (a
         generated one may be)."""
         block = np.asarray(block)
         last = int(block[10, 3]) == self.last
-        a, v, root = (int(block[10, i]) - b for i, b in
+        index = int(block[10, 4]) - self.index_base
+        a, v, best = (int(block[10, i]) - b for i, b in
                       ((0, self.action_base), (1, self.value_base), (2, self.action_base)))
         frame = block[:10]
-        ok = (0 <= root < N_ACTIONS) and bool((frame < self.pad).all()) and int(block[10, 3]) in (self.more, self.last)
-        if last:
-            ok = ok and int(block[10, 0]) == self.pad and int(block[10, 1]) == self.pad
-            a = v = None
-        else:
-            ok = ok and (0 <= a < N_ACTIONS) and (0 <= v <= len(VALUE_EDGES))
+        ok = (0 <= best < N_ACTIONS) and bool((frame < self.pad).all()) and int(block[10, 3]) in (self.more, self.last)
+        ok = ok and 0 <= index < MAX_BLOCKS
         if not ok:
             return None
-        return a, tokens_to_frame(frame, self.n_channels), v, root, last
+        a = None if int(block[10, 0]) == self.pad else a
+        v = None if int(block[10, 1]) == self.pad else v
+        if index < self.n_root and (a is None or v is None or not 0 <= v < VALUE_BINS):
+            return None
+        if a is not None and not 0 <= a < N_ACTIONS:
+            return None
+        return a, tokens_to_frame(frame, self.n_channels), v, best, last
 
     def decode_state(self, block: np.ndarray) -> np.ndarray:
         """State block (10, 10) -> frame (10, 10, C) bool."""

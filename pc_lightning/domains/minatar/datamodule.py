@@ -1,9 +1,10 @@
-"""MinAtarDataModule: MCTS expert episodes on training seeds, rollout suites on unseen seeds
-and on a shifted game configuration."""
+"""MinAtarDataModule: guided-search expert episodes on training seeds, rollout suites on unseen
+seeds and on a shifted game configuration."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,8 @@ from pc_lightning.data import ProcedureDataModule, ProcedureRecords
 from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.minatar.codec import H, W, Codec
 from pc_lightning.domains.minatar.env import N_ACTIONS, check_game, frame_tokens, make_env
-from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
+from pc_lightning.domains.minatar.network import NetConfig, get_net, load_net, net_path
+from pc_lightning.domains.minatar.search import GuidedSearch, SearchConfig
 from pc_lightning.domains.minatar.suite import MinAtarSuite
 from pc_lightning.spec import TokenSpec
 
@@ -20,33 +22,34 @@ from pc_lightning.spec import TokenSpec
 #: validation data and the ``val_envs`` suite).
 SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000, "heldout_shift": 3_000_000}
 
-#: Per game: expert settings that differ from :class:`MCTSConfig`'s defaults, and the shifted
-#: configuration of the ``heldout_shift`` suite. Freeway's reward is ~27 frames away, beyond a
-#: random rollout's reach, so its rollouts lean upward over a longer horizon; Space Invaders
-#: simulates ~10x slower than the others, so it searches less; in Asterix a penalty of 1 for
-#: dying traded lives for gold (mean return 5.0 vs 6.5 with 10, 4 episodes each).
+#: Per game: the network's training budget and settings that differ from
+#: :class:`NetConfig`'s defaults, the search's settings over :class:`SearchConfig`'s, and the
+#: shifted configuration of the ``heldout_shift`` suite.
 GAME_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "asterix": {"expert": {"terminal_penalty": 10.0}, "shift": {"difficulty_ramping": True}},
-    "breakout": {"expert": {}, "shift": {"sticky_action_prob": 0.3}},
-    "freeway": {"expert": {"simulations": 64, "horizon": 40, "rollout": {"u": 0.6, "n": 0.2, "d": 0.2}},
-                "shift": {"sticky_action_prob": 0.3}},
-    "seaquest": {"expert": {}, "shift": {"difficulty_ramping": True}},
-    "space_invaders": {"expert": {"simulations": 48, "horizon": 12}, "shift": {"difficulty_ramping": True}},
+    "asterix": {"network": {}, "expert": {}, "shift": {"difficulty_ramping": True}},
+    "breakout": {"network": {}, "expert": {}, "shift": {"sticky_action_prob": 0.3}},
+    "freeway": {"network": {}, "expert": {}, "shift": {"sticky_action_prob": 0.3}},
+    "seaquest": {"network": {}, "expert": {}, "shift": {"difficulty_ramping": True}},
+    "space_invaders": {"network": {}, "expert": {}, "shift": {"difficulty_ramping": True}},
 }
 
 
 def expert_episode(game: str, seed: int, group: int, sticky_action_prob: float, difficulty_ramping: bool,
-                   max_steps: int, expert: dict[str, Any]) -> dict[str, Any]:
-    """One episode of the MCTS expert: every state with its procedure and action, and the return."""
+                   max_steps: int, expert: dict[str, Any], net: str) -> dict[str, Any]:
+    """One episode of the guided-search expert: every state with its procedure and action, and the return."""
+    import torch
+
+    torch.set_num_threads(1)  # one search per process
     codec = Codec(game)
     env = make_env(game, seed, sticky_action_prob, difficulty_ramping)
-    planner = MCTS(MCTSConfig(**expert), env.minimal_action_set(), seed=seed + 17)
+    planner = GuidedSearch(SearchConfig(**expert), env.minimal_action_set(), load_net(Path(net)).evaluate)
     states, procedures, actions = [], [], []
     ret, steps = 0.0, 0
     for _ in range(max_steps):
+        frame = frame_tokens(env.state())
         result = planner.search(env)
-        states.append(codec.encode_state(frame_tokens(env.state())))
-        procedures.append(codec.encode_procedure(result.pv, frame_tokens(env.state())))
+        states.append(codec.encode_state(frame))
+        procedures.append(codec.encode_procedure(result, frame))
         actions.append(result.action)
         r, terminal = env.act(result.action)
         ret += float(r)
@@ -62,7 +65,7 @@ def _run(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class MinAtarDataModule(ProcedureDataModule):
-    """Procedure cloning of an MCTS expert on one MinAtar game.
+    """Procedure cloning of a guided-search expert on one MinAtar game.
 
     Args:
         game: asterix | breakout | freeway | seaquest | space_invaders.
@@ -72,7 +75,10 @@ class MinAtarDataModule(ProcedureDataModule):
             actions, 0.1 by default; ramping off).
         shift: the ``heldout_shift`` suite's changes to that configuration (default: per game,
             :data:`GAME_DEFAULTS`).
-        expert: MCTS settings over the game's defaults (see :class:`MCTSConfig`).
+        expert: search settings over the game's defaults (see :class:`SearchConfig`).
+        network: the policy/value network's PPO settings over the game's defaults (see
+            :class:`NetConfig`; ``total_steps`` is its training budget). It is trained once
+            and cached in ``data_dir`` (:mod:`.network`); the search uses it as prior and value.
         n_val_env_episodes: episodes of suite ``val_envs`` (validation seeds, training
             configuration), the suite ``best.ckpt`` is chosen on.
         n_heldout_episodes: episodes per held-out suite (``heldout``: unseen seeds, training
@@ -80,6 +86,7 @@ class MinAtarDataModule(ProcedureDataModule):
             set: reported, never used for a choice.
         train_eval_episodes: episodes of suite ``train_envs`` on training seeds (0 = off).
         seed: offsets every seed range. workers: processes for the expert.
+        net_threads: torch threads while the network trains (None: torch's default).
         action_weight, frame_weight: loss weights of each PV block's action tokens (50) and
             of each imagined frame cell (1); the rest of row 10 weighs 5
             (:meth:`Codec.cell_weights`). ``frame_weight: 0`` clones the PV's actions, values
@@ -88,14 +95,16 @@ class MinAtarDataModule(ProcedureDataModule):
     """
 
     domain = "minatar"
-    generator_version = "5"  # 3: PV steps carry their depth; 4: a block holds a frame and the action from it;
-    # 5: the state block is the 10 x 10 frame alone (steps keep their 11 x 10)
+    generator_version = "6"  # 3: PV steps carry their depth; 4: a block holds a frame and the action from it;
+    # 5: the state block is the 10 x 10 frame alone (steps keep their 11 x 10); 6: the guided search,
+    # root blocks then the PV
 
     def __init__(self, game: str = "breakout", n_train_episodes: int = 8, n_val_episodes: int = 1,
                  max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
                  shift: dict[str, Any] | None = None, expert: dict[str, Any] | None = None,
+                 network: dict[str, Any] | None = None,
                  n_val_env_episodes: int = 8, n_heldout_episodes: int = 16, train_eval_episodes: int = 4,
-                 seed: int = 0, workers: int = 2,
+                 seed: int = 0, workers: int = 2, net_threads: int | None = None,
                  variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 8,
                  batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
                  action_weight: float = 50.0, frame_weight: float = 1.0, suites: list[str] | None = None) -> None:
@@ -116,7 +125,12 @@ class MinAtarDataModule(ProcedureDataModule):
         unknown = set(self.shift) - {"sticky_action_prob", "difficulty_ramping"}
         if unknown:
             raise ValueError(f"data.shift may set sticky_action_prob and difficulty_ramping, not {sorted(unknown)}")
-        self.expert = asdict(MCTSConfig(**{**GAME_DEFAULTS[game]["expert"], **(expert or {})}))
+        self.expert = asdict(_config(SearchConfig, {**GAME_DEFAULTS[game]["expert"], **(expert or {})},
+                                     "data.init_args.expert"))
+        self.network = _config(NetConfig, {**GAME_DEFAULTS[game]["network"], **(network or {}),
+                                           "sticky_action_prob": sticky_action_prob,
+                                           "difficulty_ramping": difficulty_ramping}, "data.init_args.network")
+        self.net_threads = net_threads
         self.n_val_env_episodes = n_val_env_episodes
         self.n_heldout_episodes = n_heldout_episodes
         self.train_eval_episodes = train_eval_episodes
@@ -136,13 +150,22 @@ class MinAtarDataModule(ProcedureDataModule):
     def generator_config(self, split: str) -> dict:
         return {"game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
                 "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
-                "ramping": self.difficulty_ramping, "expert": self.expert}
+                "ramping": self.difficulty_ramping, "expert": self.expert, "net": self.network.digest(self.game)}
+
+    def net_path(self) -> Path:
+        """The search's network, trained and cached first if missing."""
+        path = net_path(self.game, self.network, self.data_dir)
+        if not path.is_file():
+            get_net(self.game, self.network, self.data_dir, threads=self.net_threads)
+        return path
 
     def generate(self, split: str) -> ProcedureRecords:
+        net = str(self.net_path())
         jobs = [dict(game=self.game, seed=s, group=g, sticky_action_prob=self.sticky_action_prob,
-                     difficulty_ramping=self.difficulty_ramping, max_steps=self.max_episode_steps, expert=self.expert)
+                     difficulty_ramping=self.difficulty_ramping, max_steps=self.max_episode_steps, expert=self.expert,
+                     net=net)
                 for g, s in enumerate(self.episode_seeds(split, self.n_episodes[split]))]
-        parts = run_jobs(_run, jobs, self.workers, f"MCTS expert, {self.game} {split}", unit="episode",
+        parts = run_jobs(_run, jobs, self.workers, f"search expert, {self.game} {split}", unit="episode",
                          postfix=lambda p: {"ret": p["return"], "steps": p["length"]})
         returns = [p["return"] for p in parts]
         meta = {"game": self.game, "expert_return": float(np.mean(returns)), "expert_returns": [float(r) for r in returns],
@@ -159,7 +182,7 @@ class MinAtarDataModule(ProcedureDataModule):
     def eval_suites(self) -> dict[str, MinAtarSuite]:
         if self._suites is None:
             base = dict(game=self.game, max_steps=self.max_episode_steps, expert=self.expert,
-                        expert_return=self.expert_return())
+                        net=str(self.net_path()), expert_return=self.expert_return())
             train_cfg = dict(sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping)
             shifted = {**train_cfg, **self.shift}
             self._suites = {
@@ -174,3 +197,12 @@ class MinAtarDataModule(ProcedureDataModule):
                 self._suites["train_envs"] = MinAtarSuite(
                     seeds=self.episode_seeds("train", self.train_eval_episodes), **train_cfg, **base)
         return self._suites
+
+
+def _config(cls: type, values: dict[str, Any], key: str) -> Any:
+    """``cls(**values)``, with an error that names the config key and the known fields."""
+    try:
+        return cls(**values)
+    except TypeError as e:
+        fields = sorted(cls.__dataclass_fields__)
+        raise ValueError(f"{key}: {e}; known settings: {fields}") from None

@@ -8,6 +8,7 @@ since the games mutate inner lists; numpy arrays copied), which is ~100x cheaper
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,16 @@ def check_game(game: str) -> str:
     if game not in GAMES:
         raise ValueError(f"unknown MinAtar game {game!r}; choose one of {GAMES}")
     return game
+
+
+@lru_cache(maxsize=None)
+def _minimal_actions(game: str) -> tuple[int, ...]:
+    return tuple(int(a) for a in Environment(game).minimal_action_set())
+
+
+def minatar_actions(game: str) -> list[int]:
+    """The game's minimal action set as MinAtar action ids, in MinAtar's order."""
+    return list(_minimal_actions(check_game(game)))
 
 
 def make_env(game: str, seed: int, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False) -> Environment:

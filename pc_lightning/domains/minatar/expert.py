@@ -1,4 +1,7 @@
-"""UCT Monte-Carlo tree search on a copy of the MinAtar simulator (the privileged expert).
+"""UCT Monte-Carlo tree search on a copy of the MinAtar simulator: the expert before the
+guided search (:mod:`.search`), kept as the baseline of the expert table
+(``bench/minatar_expert.py``); its labels were close to noise to any learner
+(docs/notes/2026-11-25-minatar-uct-expert.md).
 
 The search runs on the environment it is given and leaves it as it found it. Inside the
 search the game draws its randomness from the planner's own RNG (the real episode's RNG is
@@ -41,6 +44,19 @@ class MCTSConfig:
     terminal_penalty: float = 1.0
     rollout: dict[str, float] | None = None
     pv_depth: int = 4
+
+
+#: Per game, the settings the UCT expert's data used (over :class:`MCTSConfig`'s defaults):
+#: freeway's reward lies ~27 frames away, beyond a random rollout's reach, so its rollouts
+#: lean upward over a longer horizon; Space Invaders simulates ~10x slower, so it searches
+#: less; in Asterix a penalty of 1 for dying traded lives for gold.
+UCT_GAME_DEFAULTS: dict[str, dict] = {
+    "asterix": {"terminal_penalty": 10.0},
+    "breakout": {},
+    "freeway": {"simulations": 64, "horizon": 40, "rollout": {"u": 0.6, "n": 0.2, "d": 0.2}},
+    "seaquest": {},
+    "space_invaders": {"simulations": 48, "horizon": 12},
+}
 
 
 class Node:

@@ -1,7 +1,8 @@
-"""MinAtar evaluation suites: batched episodes of one game and configuration, MCTS probes."""
+"""MinAtar evaluation suites: batched episodes of one game and configuration, search probes."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,8 @@ from torch import Tensor
 
 from pc_lightning.domains.minatar.codec import Codec
 from pc_lightning.domains.minatar.env import frame_tokens, make_env
-from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
+from pc_lightning.domains.minatar.network import load_net
+from pc_lightning.domains.minatar.search import GuidedSearch, SearchConfig
 from pc_lightning.eval.pictures import labelled_grid
 from pc_lightning.eval.rollout import procedure_accuracy
 from pc_lightning.eval.suite import EpisodeBatch, EvalSuite
@@ -55,7 +57,7 @@ class MinAtarSuite(EvalSuite):
     procedure the expert provides (for ``procedure_acc`` and the images)."""
 
     def __init__(self, game: str, seeds: list[int], sticky_action_prob: float, difficulty_ramping: bool,
-                 max_steps: int, expert: dict[str, Any], expert_return: float | None = None,
+                 max_steps: int, expert: dict[str, Any], net: str, expert_return: float | None = None,
                  n_probes: int = 8, animation_steps: int = 60) -> None:
         self.game = game
         self.codec = Codec(game)
@@ -64,10 +66,11 @@ class MinAtarSuite(EvalSuite):
         self.difficulty_ramping = difficulty_ramping
         self.max_steps = max_steps
         self.expert = expert
+        self.net = net  # the search's network (a cached file)
         self.expert_return = expert_return
         self.n_probes = n_probes
         self.animation_steps = animation_steps
-        self.max_procedure_steps = self.codec.procedure_blocks(MCTSConfig(**expert).pv_depth)
+        self.max_procedure_steps = self.codec.procedure_blocks(SearchConfig(**expert).pv_depth)
         self._probes: dict[tuple[int, int], tuple[np.ndarray, list[np.ndarray]]] = {}
 
     def episodes(self, rank: int = 0, world_size: int = 1) -> MinAtarEpisodes:
@@ -83,6 +86,7 @@ class MinAtarSuite(EvalSuite):
         key = (rank, world_size)
         if key not in self._probes:
             states, procs = [], []
+            evaluate = load_net(Path(self.net)).evaluate
             for seed in self.seeds[rank::world_size][: self.n_probes]:
                 env = make_env(self.game, seed, self.sticky_action_prob, self.difficulty_ramping)
                 rng = np.random.default_rng(seed)
@@ -91,18 +95,17 @@ class MinAtarSuite(EvalSuite):
                     _, terminal = env.act(int(rng.choice(actions)))
                     if terminal:
                         env.reset()
-                planner = MCTS(MCTSConfig(**self.expert), actions, seed=seed + 17)
+                planner = GuidedSearch(SearchConfig(**self.expert), actions, evaluate)
                 frame = frame_tokens(env.state())
                 states.append(self.codec.encode_state(frame))
-                result = planner.search(env)
-                procs.append(self.codec.encode_procedure(result.pv, frame))
+                procs.append(self.codec.encode_procedure(planner.search(env), frame))
             self._probes[key] = (np.stack(states) if states else np.zeros((0, 10, 10), np.int64), procs)
         return self._probes[key]
 
     def procedure_accuracy(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:
-        """Per probe: the fraction of the search's imagined frames (its PV) that the model
-        imagines exactly at the same position."""
-        first = self.codec.first_imagined  # x_0's frame is the state's
+        """Per probe: the fraction of the search's imagined frames (after each root action,
+        then along the PV) that the model imagines exactly at the same position."""
+        first = self.codec.first_imagined
         return procedure_accuracy([x[first:, :10] for x in expert], generated[:, first:, :10], lengths - first)
 
     def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
@@ -122,9 +125,9 @@ class MinAtarSuite(EvalSuite):
             if gen is None and module.uses_procedure:
                 gen = module.generate_procedure(state, self.stop_fn, self.max_procedure_steps)
             imagined = np.zeros((80, 80, 3), dtype=np.uint8)
-            first = self.codec.first_imagined
-            if gen is not None and int(gen.lengths[0]) > first:
-                imagined = self.codec.frame_rgb(gen.steps[0, first, :10].cpu().numpy())
+            j = self.codec.root_block(int(action[0]))  # the root block of the action taken
+            if gen is not None and j is not None and int(gen.lengths[0]) > j:
+                imagined = self.codec.frame_rgb(gen.steps[0, j, :10].cpu().numpy())
             frames.append(labelled_grid([(f"t={len(frames)}", [self.codec.frame_rgb(obs[:10]), imagined])],
                                         ["real", "imagined" if module.uses_procedure else "(BC: none)"],
                                         self.codec.colour_key()))
