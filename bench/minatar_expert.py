@@ -1,7 +1,7 @@
 """The MinAtar expert table: the guided search against its network alone, the old UCT expert,
 random and best-constant play, on the same unseen seeds of the training configuration.
 
-    python -m bench.minatar_expert [--games breakout,freeway] [--episodes 8] [--uct-episodes 4]
+    python bench/minatar_expert.py [--games breakout,freeway] [--episodes 8] [--uct-episodes 4]
 
 Per game, one line (and a markdown row with ``--markdown``): mean return and its standard
 error over ``--episodes`` episodes (seeds 2,000,500+, which no suite or data uses; sticky
@@ -25,6 +25,7 @@ import time
 from multiprocessing import get_context
 
 import numpy as np
+import yaml
 
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar.env import GAMES, make_env
@@ -79,15 +80,19 @@ def main() -> None:
     p.add_argument("--data", default="data", help="where the networks are cached (conf/minatar.yaml's data_dir)")
     p.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--markdown", action="store_true", help="also print the table's markdown rows")
+    p.add_argument("--expert", default=None, help="search settings over the defaults, e.g. '{simulations: 128}'")
+    p.add_argument("--only", default=None, help="comma-separated policies to run (default: all)")
     a = p.parse_args()
     rows = []
     with get_context("spawn").Pool(a.procs) as pool:
         for game in a.games.split(","):
-            dm = MinAtarDataModule(game=game, data_dir=a.data)
+            dm = MinAtarDataModule(game=game, data_dir=a.data, expert=yaml.safe_load(a.expert) if a.expert else None)
             net = dm.net_path()  # trains the network first if it is not cached
             actions = make_env(game, 0).minimal_action_set()
             policies = {"search": a.episodes, "network": a.episodes, "uct": a.uct_episodes, "random": a.episodes,
                         **{str(c): a.episodes for c in actions}}
+            if a.only:
+                policies = {k: v for k, v in policies.items() if k in a.only.split(",")}
             jobs = [(name, (game, name, SEED + i, a.max_steps, net, dm.expert))
                     for name, n in policies.items() for i in range(n)]
             out = pool.map(episode, [j for _, j in jobs])
@@ -99,14 +104,18 @@ def main() -> None:
                 r = np.array([o[0] for o in by[name]])
                 return float(r.mean()), float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0
 
-            const = max((str(c) for c in actions), key=lambda c: stat(c)[0])
-            dps = sum(o[1] for o in by["search"]) / sum(o[2] for o in by["search"])
-            cells = {k: stat(k) for k in ("search", "network", "uct", "random")} | {"const": stat(const)}
+            consts = [str(c) for c in actions if str(c) in by]
+            dps = sum(o[1] for o in by["search"]) / sum(o[2] for o in by["search"]) if "search" in by else 0.0
+            cells = {k: stat(k) for k in ("search", "network", "uct", "random") if k in by}
+            const = max(consts, key=lambda c: stat(c)[0]) if consts else None
+            if const is not None:
+                cells["const"] = stat(const)
             line = "  ".join(f"{k} {m:.2f} ± {s:.2f}" for k, (m, s) in cells.items())
             print(f"{game}: {line} (constant: action {const}); search {dps:.0f} decisions/s in 1 process",
                   flush=True)
-            rows.append(f"| {game} | " + " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in cells.values())
-                        + f" | {cells['search'][0] / max(cells['uct'][0], 1e-9):.1f}x | {dps:.0f} |")
+            if len(cells) == 5:
+                rows.append(f"| {game} | " + " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in cells.values())
+                            + f" | {cells['search'][0] / max(cells['uct'][0], 1e-9):.1f}x | {dps:.0f} |")
     if a.markdown:
         print("| game | search expert | network alone | old UCT | random | best constant | search / UCT | "
               "search decisions/s |")

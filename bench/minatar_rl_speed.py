@@ -1,6 +1,6 @@
 """PPO throughput on MinAtar: the project's compact vectorised PPO against stable-baselines3's.
 
-    python -m bench.minatar_rl_speed [--game breakout] [--steps 300000] [--threads 2]
+    python bench/minatar_rl_speed.py [--game breakout] [--steps 300000] [--threads 2]
 
 Both train the same network (a 16-filter 3x3 convolution, a 128-unit dense layer, policy and
 value heads on a shared torso) with the same rollout (16 environments x 128 steps), the same

@@ -1,4 +1,4 @@
-"""How much of the MCTS expert's action an imitator can predict from the state.
+"""How much of the search expert's action an imitator can predict from the state (in distribution).
 
     python experiments/minatar_label_signal.py --game breakout [--episodes 64] [--expert '{simulations: 512}']
 

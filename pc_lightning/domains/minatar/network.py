@@ -47,7 +47,7 @@ class NetConfig:
     terminal). sticky_action_prob, difficulty_ramping: the training configuration.
     """
 
-    total_steps: int = 5_000_000
+    total_steps: int = 2_000_000
     n_envs: int = 64
     n_steps: int = 128
     epochs: int = 4
