@@ -115,7 +115,8 @@ class Codec:
         state_frame = np.asarray(state_frame)
         roots, pv = result.root, result.pv
         if len(roots) != self.n_root:
-            raise ValueError(f"{self.game}: the search reports {len(roots)} root actions, the codec expects {self.n_root}")
+            raise ValueError(f"{self.game}: the search reports {len(roots)} root actions, "
+                             f"the codec expects {self.n_root}")
         n = len(roots) + len(pv)
         out = np.full((n, H, W), self.pad, dtype=np.int64)
         best = 0

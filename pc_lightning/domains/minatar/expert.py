@@ -24,6 +24,7 @@ import numpy as np
 from minatar import Environment
 
 from pc_lightning.domains.minatar.env import ACTION_NAMES, frame_tokens, restore, snapshot
+from pc_lightning.domains.minatar.search import PVStep
 
 
 @dataclass
@@ -77,17 +78,7 @@ class Node:
 
 
 @dataclass
-class PVStep:
-    """One step of the principal variation: the action, the frame it led to, the node's Q."""
-
-    action: int
-    frame: np.ndarray  # (10, 10) int64 frame tokens
-    value: float
-    visits: int
-
-
-@dataclass
-class SearchResult:
+class UCTResult:
     action: int
     pv: list[PVStep] = field(default_factory=list)
     root_visits: dict[int, int] = field(default_factory=dict)
@@ -134,7 +125,7 @@ class MCTS:
         return max((a for a in self.actions if a in node.children),
                    key=lambda a: (node.children[a].visits, node.children[a].q))
 
-    def search(self, env: Environment) -> SearchResult:
+    def search(self, env: Environment) -> UCTResult:
         """Plan from ``env``'s current state; ``env`` is restored afterwards."""
         cfg = self.cfg
         game = env.env
@@ -154,7 +145,7 @@ class MCTS:
                 restore(env, node.snap)
                 pv.append(PVStep(a, frame_tokens(game.state()), node.q, node.visits))
             assert not pv or pv[0].action == best
-            return SearchResult(best, pv, {a: ch.visits for a, ch in root.children.items()},
+            return UCTResult(best, pv, {a: ch.visits for a, ch in root.children.items()},
                                 {a: ch.q for a, ch in root.children.items()})
         finally:
             restore(env, original)

@@ -71,7 +71,7 @@ class SearchConfig:
 
 
 class Node:
-    __slots__ = ("snap", "frame", "obs", "reward", "terminal", "children", "visits", "value_sum", "logp",
+    __slots__ = ("snap", "obs", "reward", "terminal", "children", "visits", "value_sum", "logp",
                  "value", "depth")
 
     def __init__(self, snap: dict, obs: np.ndarray, reward: float, terminal: bool, depth: int) -> None:
@@ -179,8 +179,9 @@ class GuidedSearch:
         game = env.env
         real_random = game.random
         original = snapshot(env)
-        self.rng.seed(cfg.seed)
-        game.random = self.rng  # the game's own step (below the sticky-action wrapper) is what is simulated
+        # the game's own step (below the sticky-action wrapper) is what is simulated; its RNG is
+        # seeded before each expansion, the only place the game draws
+        game.random = self.rng
         try:
             root = Node(original, env.state(), 0.0, bool(game.terminal), 0)
             self._expand(root)
