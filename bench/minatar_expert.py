@@ -81,12 +81,14 @@ def main() -> None:
     p.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--markdown", action="store_true", help="also print the table's markdown rows")
     p.add_argument("--expert", default=None, help="search settings over the defaults, e.g. '{simulations: 128}'")
+    p.add_argument("--network", default=None, help="network settings over the game's defaults, e.g. '{gamma: 0.999}'")
     p.add_argument("--only", default=None, help="comma-separated policies to run (default: all)")
     a = p.parse_args()
     rows = []
     with get_context("spawn").Pool(a.procs) as pool:
         for game in a.games.split(","):
-            dm = MinAtarDataModule(game=game, data_dir=a.data, expert=yaml.safe_load(a.expert) if a.expert else None)
+            dm = MinAtarDataModule(game=game, data_dir=a.data, expert=yaml.safe_load(a.expert) if a.expert else None,
+                                   network=yaml.safe_load(a.network) if a.network else None)
             net = dm.net_path()  # trains the network first if it is not cached
             actions = make_env(game, 0).minimal_action_set()
             policies = {"search": a.episodes, "network": a.episodes, "uct": a.uct_episodes, "random": a.episodes,

@@ -46,17 +46,17 @@ def sb3(game: str, steps: int) -> tuple[float, float]:
     ids = {"asterix": "Asterix", "breakout": "Breakout", "freeway": "Freeway", "seaquest": "Seaquest",
            "space_invaders": "SpaceInvaders"}
 
-    class Torso(BaseFeaturesExtractor):  # the same torso as PolicyValueNet's
+    class Torso(BaseFeaturesExtractor):  # the same torso as PolicyValueNet's (an MLP on the flat frame)
         def __init__(self, space: gym.spaces.Box) -> None:
-            super().__init__(space, 128)
-            self.net = nn.Sequential(nn.Conv2d(space.shape[-1], 16, 3), nn.ReLU(), nn.Flatten(),
-                                     nn.Linear(16 * 8 * 8, 128), nn.ReLU())
+            super().__init__(space, 256)
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(space.shape)), 256), nn.ReLU(),
+                                     nn.Linear(256, 256), nn.ReLU())
 
         def forward(self, obs: torch.Tensor) -> torch.Tensor:
             return self.net(obs.permute(0, 3, 1, 2))
 
     env = make_vec_env(lambda: gym.make(f"MinAtar/{ids[game]}-v1"), n_envs=16, seed=0)
-    model = PPO("MlpPolicy", env, n_steps=128, batch_size=512, n_epochs=4, learning_rate=5e-4, ent_coef=0.01,
+    model = PPO("MlpPolicy", env, n_steps=128, batch_size=512, n_epochs=4, learning_rate=5e-4, ent_coef=0.01, gamma=0.999,
                 policy_kwargs=dict(features_extractor_class=Torso, net_arch=dict(pi=[], vf=[])), verbose=0, seed=0)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)

@@ -7,7 +7,7 @@ import torch
 from conftest import ROOT  # noqa: F401  (tests run from the repository root)
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar import network
-from pc_lightning.domains.minatar.codec import VALUE_BINS, Codec
+from pc_lightning.domains.minatar.codec import SCORE_BINS, VALUE_BINS, Codec
 from pc_lightning.domains.minatar.env import GAMES, N_CHANNELS, frame_tokens, make_env, minatar_actions, restore, \
     snapshot, tokens_to_frame
 from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
@@ -90,7 +90,8 @@ def test_search_takes_the_scoring_step_in_freeway():
     up = result.root[actions.index(2)]
     assert up.value > 0.9 and up.scaled == 1.0 and result.pv[0].action == 2
     blocks = Codec("freeway").encode_procedure(result, frame_tokens(env.state()))
-    assert Codec("freeway").decode_step(blocks[actions.index(2)])[2] == VALUE_BINS - 1
+    view = Codec("freeway").decode_step(blocks[actions.index(2)])
+    assert view.value == VALUE_BINS - 1 and view.score == up.bin == SCORE_BINS - 1
 
 
 def paddle_column(obs: np.ndarray) -> int:
@@ -110,6 +111,12 @@ def test_search_follows_a_known_value_function():
     assert right.root[2].value > right.root[0].value > right.root[1].value
     prior = GuidedSearch(SearchConfig(simulations=16), actions, known(3, logits=[0.0, 2.0, 0.0])).search(env)
     assert prior.action == 1
+    # scores within score_bin nats of the best tie, and the game's order breaks the tie
+    close = known(3, logits=[0.0, 0.1, 0.0])
+    tied = GuidedSearch(SearchConfig(simulations=16), actions, close).search(env)
+    assert [r.bin for r in tied.root] == [SCORE_BINS - 1] * 3 and tied.action == 0
+    fine = GuidedSearch(SearchConfig(simulations=16, score_bin=0.08), actions, close).search(env)
+    assert [r.bin for r in fine.root] == [SCORE_BINS - 2, SCORE_BINS - 1, SCORE_BINS - 2] and fine.action == 1
 
 
 def test_labels_are_deterministic():
@@ -230,39 +237,55 @@ def test_codec_round_trip(game):
     assert np.array_equal(codec.decode_state(state), frames[0])
     actions = minatar_actions(game)
     k = len(actions)
-    scores = rng.permutation(k).astype(float)  # the search's ranking of the root actions
-    chosen = actions[int(np.argmax(scores))]
-    roots = [RootAction(a, frame_tokens(frames[i % 3]), float(i), 1, 1.0 / k, scores[i], i / max(k - 1, 1))
-             for i, a in enumerate(actions)]
+    bins = rng.integers(0, SCORE_BINS - 1, size=k)  # the search's score bins of the root actions
+    top = int(rng.integers(k))
+    bins[top] = SCORE_BINS - 1
+    if k > 1:  # a tie in the top bin, broken by the game's order
+        bins[(top + 1) % k] = SCORE_BINS - 1
+    chosen = actions[min(top, (top + 1) % k)]
+    roots = [RootAction(a, frame_tokens(frames[i % 3]), float(i), 1, 1.0 / k, float(bins[i]), i / max(k - 1, 1),
+                        int(bins[i])) for i, a in enumerate(actions)]
     pv = [PVStep(chosen, frame_tokens(frames[1]), 0.5, 3), PVStep(actions[0], frame_tokens(frames[2]), 0.2, 1)]
     result = SearchResult(chosen, roots, pv)
     blocks = codec.encode_procedure(result, tokens)
     assert blocks.shape == (k + 2, 11, 10) and blocks.max() < codec.step_vocab
-    assert codec.procedure_blocks(2) == k + 2 and codec.first_imagined == 0
-    running = []
+    assert codec.procedure_blocks(2) == k + 2 and codec.procedure_blocks(0) == k + 1 and codec.first_imagined == 0
     for j, block in enumerate(blocks):
-        a, frame, v, best, last = codec.decode_step(block)
-        assert last == (j == k + 1) and block[10, 4] == codec.index_base + j
-        if j < k:  # root block j: b_j, the frame after it, its value bin, the best of b_0 .. b_j
-            running.append(scores[j])
-            assert a == actions[j] and np.array_equal(frame, frames[j % 3])
-            assert v == codec.value_bin(roots[j].scaled) and 0 <= v < VALUE_BINS
-            assert best == actions[int(np.argmax(running))]
+        view = codec.decode_step(block)
+        assert view.last == (j == k + 1) and block[10, 4] == codec.index_base + j
+        if j < k:  # root block j: b_j, the frame after it, its bins, the best of b_0 .. b_{j-1} and its bin
+            assert view.action == actions[j] and np.array_equal(view.frame, frames[j % 3])
+            assert view.value == codec.value_bin(roots[j].scaled) and view.score == bins[j]
+            if j == 0:
+                assert view.best is None and view.best_score is None
+            else:
+                first_best = int(np.argmax(bins[:j]))
+                assert view.best == actions[first_best] and view.best_score == bins[first_best]
         else:  # PV block: its frame and the action taken from it (none on the last), and a
-            assert best == chosen and v is None
-            assert np.array_equal(frame, frames[1] if j == k else frames[2])
-            assert a == (actions[0] if j == k else None)
-    assert codec.decode_step(blocks[k - 1])[3] == chosen  # the decision is read off the last root block
+            assert view.best == chosen and view.value is None and view.score is None
+            assert np.array_equal(view.frame, frames[1] if j == k else frames[2])
+            assert view.action == (actions[0] if j == k else None)
+    # the decision follows from the last root block alone: its running best, or b_{K-1} if its bin is higher
+    last_root = codec.decode_step(blocks[k - 1])
+    read = last_root.action if k == 1 or last_root.score > last_root.best_score else last_root.best
+    assert read == chosen == codec.decode_step(blocks[k]).best
     assert codec.root_block(chosen) == actions.index(chosen)
     stops = codec.stop_fn(torch.from_numpy(np.stack([state] * len(blocks))), torch.from_numpy(blocks))
     assert stops.tolist() == [False] * (k + 1) + [True]
     malformed = blocks[0].copy()
     malformed[10, 0] = codec.pad  # a root block without its action
     assert codec.decode_step(malformed) is None
-    with pytest.raises(ValueError, match="running best"):
-        codec.encode_procedure(SearchResult(actions[int(np.argmin(scores))], roots, pv), tokens)
-    no_pv = codec.encode_procedure(SearchResult(chosen, roots, []), tokens)
-    assert no_pv.shape == (k, 11, 10) and codec.decode_step(no_pv[-1])[4]
+    wrong_kind = blocks[1].copy()
+    wrong_kind[10, 5] = codec.action_base  # an action token where a score bin belongs
+    assert codec.decode_step(wrong_kind) is None
+    other = actions[(actions.index(chosen) + 1) % k]
+    if other != chosen:
+        with pytest.raises(ValueError, match="running best"):
+            codec.encode_procedure(SearchResult(other, roots, pv), tokens)
+    no_pv = codec.encode_procedure(SearchResult(chosen, roots, []), tokens)  # a decision block ends it
+    assert no_pv.shape == (k + 1, 11, 10)
+    decision = codec.decode_step(no_pv[-1])
+    assert decision.last and decision.best == chosen and np.array_equal(no_pv[-1, :10], tokens)
 
 
 def test_codec_cell_weights():
@@ -270,7 +293,8 @@ def test_codec_cell_weights():
     next block's input and the action query's, whatever the loss cares about; the action
     tokens weigh most; the frames-off ablation zeroes the frame cells only."""
     weights = np.array(Codec("breakout").cell_weights())
-    assert (weights[10] > 0).all() and weights[10, 0] == weights[10, 2] > weights[10, 1] and (weights[:10] == 1).all()
+    assert (weights[10] > 0).all() and (weights[:10] == 1).all()
+    assert weights[10, 0] == weights[10, 2] == weights[10, 5] == weights[10, 6] > weights[10, 1]
     no_frames = np.array(Codec("breakout").cell_weights(frame=0.0))
     assert (no_frames[:10] == 0).all() and np.array_equal(no_frames[10], weights[10])
     spec = MinAtarDataModule(game="breakout", action_weight=500.0, frame_weight=0.0).spec

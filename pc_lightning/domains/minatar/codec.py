@@ -15,32 +15,39 @@ reader would check it. First one block per root action b_0 .. b_{K-1} (the game'
 action set, in its order), then the principal variation (PV) from the chosen action's child:
 
     root block j   rows 0-9  the frame the search reached after b_j
-                   row 10    [ACTION + b_j, VALUE + bin(q_j), ACTION + best_j, MORE, INDEX + j, PAD x 5]
+                   row 10    [ACTION + b_j, VALUE + bin(q_j), ACTION + best_{<j}, MORE, INDEX + j,
+                              SCORE + s_j, SCORE + s(best_{<j}), PAD x 3]
     PV block l     rows 0-9  f_l, the frame after a, a_1 .. a_{l-1} (f_1: a's child)
                    row 10    [ACTION + a_l, PAD, ACTION + a, MORE, INDEX + K + l - 1, PAD x 5]   (l < D)
                    row 10    [PAD,          PAD, ACTION + a, LAST, INDEX + K + D - 1, PAD x 5]   (l = D)
 
-q_j is b_j's completed Q rescaled to [0, 1] over the root actions (what the search's sigma
-reads), in :data:`VALUE_BINS` equal bins; best_j is the best of b_0 .. b_j by the search's
-score, so best_{K-1} is the action a: the decision is read off the last root block, as the
-maze's action is read off the BFS map, and with a Markov window (a block sees the one
-before) each comparison needs only the previous block. PV blocks repeat a (column 2) so
-that the last block still shows it to the action query hosted there; with ``pv_depth`` 0
-the last root block is the last block (LAST). A block's frame is predicted together with
-its row 10: a root block's action is fixed by its index, and a PV block holds the action
-taken *from* its frame, never the one that produced it (with the action beside the frame
-it produced, all cells predicted at once, a model drew breakout's paddle on both sides:
+q_j is b_j's completed Q rescaled to [0, 1] over the root actions, in :data:`VALUE_BINS`
+equal bins. s_j is b_j's score bin (``RootAction.bin``: the search's ``logit + sigma(Q)``,
+binned relative to the best, :data:`SCORE_BINS` - 1 for the best). best_{<j} is the first of
+b_0 .. b_{j-1} with the highest score bin, and s(best_{<j}) its bin (PAD, PAD in block 0).
+The search's action a is the first root action in the top bin, so a is best_{<K}, which the
+first PV block shows (column 2) and every later block repeats. Each comparison uses only
+what the block before shows: best_{<j} is b_{j-1} if s_{j-1} > s(best_{<j-1}), else
+best_{<j-1}, all in block j-1. A block's cells are predicted together from the blocks
+before, so a running best written beside the value it depends on (the layout until
+2026-12-02, best_j beside s_j) had to be guessed from the state; shifted one block, it is
+read. With ``pv_depth`` 0 a decision block (the state's frame, [PAD, PAD, ACTION + a, LAST,
+INDEX + K, PAD x 5]) ends the procedure. A PV block holds the action taken *from* its frame,
+never the one that produced it (with the action beside the frame it produced, all cells
+predicted at once, a model drew breakout's paddle on both sides:
 docs/notes/2026-11-25-minatar-uct-expert.md).
 
 Until 2026-12-02 the procedure was the PV of a UCT search alone, with a = a_0 in every
 block: the model decided at x_0 from the state, and the frames after did not inform it.
 
 Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
-(6 ids, MinAtar's full action set), VALUE = ACTION + 6 (VALUE_BINS ids), then MORE, LAST,
-and INDEX (MAX_BLOCKS ids).
+(6 ids, MinAtar's full action set), VALUE = ACTION + 6 (VALUE_BINS ids), SCORE = VALUE +
+VALUE_BINS (SCORE_BINS ids), then MORE, LAST, and INDEX (MAX_BLOCKS ids).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -50,8 +57,24 @@ from pc_lightning.domains.minatar.env import N_ACTIONS, N_CHANNELS, minatar_acti
 from pc_lightning.domains.minatar.search import SearchResult
 
 VALUE_BINS = 8  # q in [0, 1]: bin min(floor(8 q), 7)
+SCORE_BINS = 8  # the search's score bins (SearchConfig.score_bins at most)
 H, W = 11, 10  # step block grid: a 10 x 10 frame and one row of extra tokens (the state block is 10 x 10)
 MAX_BLOCKS = 12  # index tokens 0 .. 11 (6 root actions and a PV of 6 at most)
+
+
+class StepView(NamedTuple):
+    """A decoded step block. action: b_j (root) or a_l (PV), None on the last PV block;
+    frame (10, 10, C) bool; value: q_j's bin (root) or None; best: best_{<j} (root; None in
+    block 0) or a (PV and decision blocks); last: the block is marked LAST; score: s_j
+    (root) or None; best_score: s(best_{<j}) or None."""
+
+    action: int | None
+    frame: np.ndarray
+    value: int | None
+    best: int | None
+    last: bool
+    score: int | None
+    best_score: int | None
 
 
 class Codec:
@@ -63,7 +86,8 @@ class Codec:
         self.pad = 2**self.n_channels
         self.action_base = self.pad + 1
         self.value_base = self.action_base + N_ACTIONS
-        self.more = self.value_base + VALUE_BINS
+        self.score_base = self.value_base + VALUE_BINS
+        self.more = self.score_base + SCORE_BINS
         self.last = self.more + 1
         self.index_base = self.last + 1
         self.state_vocab = self.pad  # frame tokens only
@@ -72,8 +96,9 @@ class Codec:
         self._palette = self._make_palette()
 
     def cell_weights(self, action: float = 50.0, other: float = 5.0, frame: float = 1.0) -> list[list[float]]:
-        """Loss weights of a step block's cells: the action tokens (b_j or a_l, and best_j or a)
-        weigh ``action``, the rest of row 10 (value, MORE/LAST, index, PAD) ``other``, each frame cell ``frame``
+        """Loss weights of a step block's cells: the tokens the decision is read from (b_j or a_l,
+        best_{<j} or a, and the two score bins) weigh ``action``, the rest of row 10 (value,
+        MORE/LAST, index, PAD) ``other``, each frame cell ``frame``
         (0: the imagined frames are not cloned, an ablation; ``data.init_args.frame_weight``). Without
         them the one token that decides (a_0, predicted with x_0 from the state) would be
         1/110 of a block's loss, and the model learns the frames but not the decision.
@@ -84,7 +109,7 @@ class Codec:
         which had only seen PAD there, misread the action (docs/notes/2026-11-25-minatar-uct-expert.md, item 7)."""
         w = np.full((H, W), float(frame))
         w[10] = other
-        w[10, [0, 2]] = action
+        w[10, [0, 2, 5, 6]] = action
         return w.tolist()
 
     #: Index of the first block whose frame the search imagined (every block's frame is).
@@ -92,7 +117,7 @@ class Codec:
 
     def procedure_blocks(self, pv_depth: int) -> int:
         """The most blocks a procedure of a search with ``pv_depth`` has (generation's limit)."""
-        return self.n_root + pv_depth
+        return self.n_root + max(pv_depth, 1)
 
     def root_block(self, action: int) -> int | None:
         """The index of the root block of MinAtar action ``action`` (None if not the game's)."""
@@ -110,60 +135,73 @@ class Codec:
         return min(int(np.floor(max(q, 0.0) * VALUE_BINS)), VALUE_BINS - 1)
 
     def encode_procedure(self, result: SearchResult, state_frame: np.ndarray) -> np.ndarray:
-        """A search's result -> step blocks (K + D, 11, 10): K root blocks, D PV blocks.
-        ``state_frame`` (10, 10) tokens stands in for a root action the search never tried."""
+        """A search's result -> step blocks (K + max(D, 1), 11, 10): K root blocks, D PV blocks
+        (a decision block if D = 0). ``state_frame`` (10, 10) tokens stands in for a root
+        action the search never tried, and is the decision block's frame."""
         state_frame = np.asarray(state_frame)
         roots, pv = result.root, result.pv
         if len(roots) != self.n_root:
             raise ValueError(f"{self.game}: the search reports {len(roots)} root actions, "
                              f"the codec expects {self.n_root}")
-        n = len(roots) + len(pv)
+        if any(not 0 <= r.bin < SCORE_BINS for r in roots):
+            raise ValueError(f"a root action's score bin is outside 0 .. {SCORE_BINS - 1}: "
+                             f"{[r.bin for r in roots]} (SearchConfig.score_bins must be at most {SCORE_BINS})")
+        k = len(roots)
+        n = k + max(len(pv), 1)
         out = np.full((n, H, W), self.pad, dtype=np.int64)
-        best = 0
+        best = None  # index of the first root action with the highest bin among those before
         for j, r in enumerate(roots):
-            if r.score > roots[best].score:
-                best = j
             out[j, :10] = state_frame if r.frame is None else r.frame
             out[j, 10, 0] = self.action_base + r.action
             out[j, 10, 1] = self.value_base + self.value_bin(r.scaled)
-            out[j, 10, 2] = self.action_base + roots[best].action
+            out[j, 10, 5] = self.score_base + r.bin
+            if best is not None:
+                out[j, 10, 2] = self.action_base + roots[best].action
+                out[j, 10, 6] = self.score_base + roots[best].bin
+            if best is None or r.bin > roots[best].bin:
+                best = j
         if roots[best].action != result.action:
             raise ValueError(f"the running best of the root actions ({roots[best].action}) is not the search's "
                              f"action ({result.action})")
         for l, step in enumerate(pv):
-            k = len(roots) + l
-            out[k, :10] = step.frame
-            out[k, 10, 2] = self.action_base + result.action
+            out[k + l, :10] = step.frame
             if l + 1 < len(pv):
-                out[k, 10, 0] = self.action_base + pv[l + 1].action
+                out[k + l, 10, 0] = self.action_base + pv[l + 1].action
+        if not pv:
+            out[k, :10] = state_frame
+        out[k:, 10, 2] = self.action_base + result.action
         out[:, 10, 3] = self.more
         out[:, 10, 4] = self.index_base + np.minimum(np.arange(n), MAX_BLOCKS - 1)
         out[-1, 10, 3] = self.last
         return out
 
     # ---------------------------------------------------------------- decode
-    def decode_step(self, block: np.ndarray) -> tuple[int | None, np.ndarray, int | None, int, bool] | None:
-        """(the block's action b_j or a_l, frame (10, 10, C) bool, value bin, the running best
-        or a, last) of a step block; the action and the bin are None where the block has none
-        (a PV block has no bin, the last block no action). None if it is malformed (a
-        generated one may be)."""
+    def decode_step(self, block: np.ndarray) -> StepView | None:
+        """What a step block shows (:class:`StepView`); None if it is malformed (a generated one may be)."""
         block = np.asarray(block)
-        last = int(block[10, 3]) == self.last
-        index = int(block[10, 4]) - self.index_base
-        a, v, best = (int(block[10, i]) - b for i, b in
-                      ((0, self.action_base), (1, self.value_base), (2, self.action_base)))
+        row = [int(t) for t in block[10]]
+        last = row[3] == self.last
+        index = row[4] - self.index_base
         frame = block[:10]
-        ok = (0 <= best < N_ACTIONS) and bool((frame < self.pad).all()) and int(block[10, 3]) in (self.more, self.last)
-        ok = ok and 0 <= index < MAX_BLOCKS
-        if not ok:
+        if not (bool((frame < self.pad).all()) and row[3] in (self.more, self.last) and 0 <= index < MAX_BLOCKS):
             return None
-        a = None if int(block[10, 0]) == self.pad else a
-        v = None if int(block[10, 1]) == self.pad else v
-        if index < self.n_root and (a is None or v is None or not 0 <= v < VALUE_BINS):
+
+        def field(col: int, base: int, size: int) -> int | None | bool:
+            if row[col] == self.pad:
+                return None
+            v = row[col] - base
+            return v if 0 <= v < size else False  # False: a token of the wrong kind
+
+        a, v, best = field(0, self.action_base, N_ACTIONS), field(1, self.value_base, VALUE_BINS), \
+            field(2, self.action_base, N_ACTIONS)
+        s, best_s = field(5, self.score_base, SCORE_BINS), field(6, self.score_base, SCORE_BINS)
+        if any(x is False for x in (a, v, best, s, best_s)):
             return None
-        if a is not None and not 0 <= a < N_ACTIONS:
+        if index < self.n_root and (a is None or v is None or s is None or (index > 0 and best is None)):
             return None
-        return a, tokens_to_frame(frame, self.n_channels), v, best, last
+        if index >= self.n_root and best is None:
+            return None
+        return StepView(a, tokens_to_frame(frame, self.n_channels), v, best, last, s, best_s)
 
     def decode_state(self, block: np.ndarray) -> np.ndarray:
         """State block (10, 10) -> frame (10, 10, C) bool."""

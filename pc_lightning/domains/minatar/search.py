@@ -14,10 +14,13 @@ no Gumbel noise, so the chosen action is a function of the state alone.
 - Leaves are valued by the network; a transition into a terminal state is worth its reward.
   ``Q(s, a)`` is the mean of ``r + discount * G`` over the simulations through the child.
 - Root: the ``max_considered`` actions of highest prior are visited in phases of sequential
-  halving; after each phase the better half by ``logit(a) + sigma(Q(a))`` stays. The action
-  is the best of all root actions by the same score after the last simulation (mctx takes
-  the last survivor; the best overall is what a procedure that compares the root actions
-  one after another reaches, :mod:`.codec`).
+  halving; after each phase the better half by ``logit(a) + sigma(Q(a))`` stays. After the
+  last simulation every root action's score is binned relative to the best
+  (``score_bins - 1`` for the best, one bin less per ``score_bin`` nats below it), and the
+  action is the first root action, in the game's order, in the top bin. mctx takes the last
+  survivor; this rule is a function of the bins alone, which the procedure shows
+  (:mod:`.codec`), so a reader of the procedure can reach the decision without the hidden
+  scores.
 - Interior nodes: the deterministic selection of Gumbel MuZero, the action that most
   raises the visit distribution towards the improved policy
   ``softmax(logit + sigma(completed Q))``; unvisited actions' Q is completed by the mixed
@@ -57,6 +60,10 @@ class SearchConfig:
     discount: per step. max_depth: a simulation stops there and takes the network's value.
     pv_depth: steps of the principal variation recorded. seed: the planner's RNG, reseeded
     at every search.
+    score_bin, score_bins: the decision's resolution. A root action's score bin is
+    ``max(0, score_bins - 1 - floor((best score - its score) / score_bin))``; the action is
+    the first in the top bin, so actions whose scores are within ``score_bin`` nats of the
+    best tie and the game's order breaks the tie.
     """
 
     simulations: int = 32
@@ -68,6 +75,8 @@ class SearchConfig:
     max_depth: int = 12
     pv_depth: int = 2
     seed: int = 0
+    score_bin: float = 0.25
+    score_bins: int = 8
 
 
 class Node:
@@ -102,6 +111,7 @@ class RootAction:
     prior: float
     score: float = 0.0  # logit + sigma(completed Q): the search's ranking of the root actions
     scaled: float = 0.0  # completed Q rescaled to [0, 1] over the root actions (what sigma reads)
+    bin: int = 0  # the score's bin: score_bins - 1 for the best, one less per score_bin nats below
 
 
 @dataclass
@@ -216,11 +226,15 @@ class GuidedSearch:
         ranked = sorted(remaining, key=lambda i: (-score[i], i))  # ties: the earlier action
         return ranked[: max(1, math.ceil(len(remaining) / 2))]
 
+    def _bins(self, score: np.ndarray) -> np.ndarray:
+        """(A,) root scores -> their bins, relative to the best (the best is ``score_bins - 1``)."""
+        below = np.floor((score.max() - score) / self.cfg.score_bin)
+        return np.maximum(0, self.cfg.score_bins - 1 - below).astype(np.int64)
+
     def _best(self, root: Node) -> int:
-        """The action of highest ``logit + sigma(completed Q)`` over all root actions (ties: the
-        earlier action): the improved policy's mode, which the procedure's running best reaches."""
-        score = self._root_scores(root)
-        return min(range(len(self.actions)), key=lambda i: (-score[i], i))
+        """The first root action (in the game's order) in the top score bin: the improved
+        policy's mode up to ``score_bin`` nats, reached by a reader of the binned scores."""
+        return int(np.argmax(self._bins(self._root_scores(root))))
 
     def _simulate(self, env: Environment, root: Node, root_i: int) -> None:
         cfg = self.cfg
@@ -255,13 +269,14 @@ class GuidedSearch:
         q = self._completed_q(root)
         scaled = self._scaled(q)
         score = self._root_scores(root)
+        bins = self._bins(score)
         prior = np.exp(root.logp)
         roots = []
         for i, a in enumerate(self.actions):
             ch = root.children.get(i)
             frame = frame_tokens(ch.obs) if ch is not None else None
             roots.append(RootAction(a, frame, float(q[i]), ch.visits if ch is not None else 0, float(prior[i]),
-                                    float(score[i]), float(scaled[i])))
+                                    float(score[i]), float(scaled[i]), int(bins[i])))
         pv, node, i = [], root, best_i
         while len(pv) < self.cfg.pv_depth and i is not None and i in node.children:
             node = node.children[i]
