@@ -30,7 +30,7 @@ first PV block shows (column 2) and every later block repeats. Each comparison u
 what the block before shows: best_{<j} is b_{j-1} if s_{j-1} > s(best_{<j-1}), else
 best_{<j-1}, all in block j-1. A block's cells are predicted together from the blocks
 before, so a running best written beside the value it depends on (the layout until
-2026-12-02, best_j beside s_j) had to be guessed from the state; shifted one block, it is
+2026-12-02, best_j beside q_j) had to be guessed from the state; shifted one block, it is
 read. With ``pv_depth`` 0 a decision block (the state's frame, [PAD, PAD, ACTION + a, LAST,
 INDEX + K, PAD x 5]) ends the procedure. A PV block holds the action taken *from* its frame,
 never the one that produced it (with the action beside the frame it produced, all cells
