@@ -56,7 +56,7 @@ def sb3(game: str, steps: int) -> tuple[float, float]:
             return self.net(obs.permute(0, 3, 1, 2))
 
     env = make_vec_env(lambda: gym.make(f"MinAtar/{ids[game]}-v1"), n_envs=16, seed=0)
-    model = PPO("MlpPolicy", env, n_steps=128, batch_size=512, n_epochs=4, learning_rate=5e-4, ent_coef=0.01, gamma=0.999,
+    model = PPO("MlpPolicy", env, n_steps=128, batch_size=512, n_epochs=4, learning_rate=5e-4, ent_coef=0.01,
                 policy_kwargs=dict(features_extractor_class=Torso, net_arch=dict(pi=[], vf=[])), verbose=0, seed=0)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)

@@ -39,7 +39,7 @@ NET_VERSION = "2"  # 2: an MLP on the flattened frame (gymnax-blines' MinAtar PP
 class NetConfig:
     """PPO settings and the network's size; every field is part of the artifact's hash.
 
-    total_steps: environment steps of training (the budget; per game in ``GAME_NET``).
+    total_steps: environment steps of training (the budget; per game in the datamodule's ``GAME_DEFAULTS``).
     n_envs x n_steps: one rollout; epochs x minibatches: passes over it. gamma, gae_lambda,
     clip, ent_coef, vf_coef, max_grad_norm, lr (annealed linearly to 0): PPO's usual.
     hidden, layers: the MLP on the flattened frame (gymnax-blines' MinAtar PPO network; on

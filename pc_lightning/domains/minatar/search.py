@@ -213,7 +213,7 @@ class GuidedSearch:
                         continue
                     break
                 remaining = self._halve(root, remaining)
-            return self._result(env, root, self._best(root))
+            return self._result(env, root)
         finally:
             restore(env, original)
             game.random = real_random
@@ -230,11 +230,6 @@ class GuidedSearch:
         """(A,) root scores -> their bins, relative to the best (the best is ``score_bins - 1``)."""
         below = np.floor((score.max() - score) / self.cfg.score_bin)
         return np.maximum(0, self.cfg.score_bins - 1 - below).astype(np.int64)
-
-    def _best(self, root: Node) -> int:
-        """The first root action (in the game's order) in the top score bin: the improved
-        policy's mode up to ``score_bin`` nats, reached by a reader of the binned scores."""
-        return int(np.argmax(self._bins(self._root_scores(root))))
 
     def _simulate(self, env: Environment, root: Node, root_i: int) -> None:
         cfg = self.cfg
@@ -265,11 +260,15 @@ class GuidedSearch:
             n.visits += 1
         root.visits += 1
 
-    def _result(self, env: Environment, root: Node, best_i: int) -> SearchResult:
+    def _result(self, env: Environment, root: Node) -> SearchResult:
+        """The root actions' findings and the decision: the first root action (in the game's
+        order) in the top score bin, the improved policy's mode up to ``score_bin`` nats, which a
+        reader of the binned scores reaches."""
         q = self._completed_q(root)
         scaled = self._scaled(q)
         score = self._root_scores(root)
         bins = self._bins(score)
+        best_i = int(np.argmax(bins))  # argmax takes the first of equal bins
         prior = np.exp(root.logp)
         roots = []
         for i, a in enumerate(self.actions):
