@@ -1,11 +1,12 @@
 """The MinAtar expert table: the guided search against its network alone, the old UCT expert,
-random and best-constant play, on the same unseen seeds of the training configuration.
+random and best-constant play, on the same unseen seeds of the training configuration (or,
+with ``--shift``, of the game's shifted configuration, the ``heldout_shift`` suite's).
 
-    python bench/minatar_expert.py [--games breakout,freeway] [--episodes 8] [--uct-episodes 4]
+    python bench/minatar_expert.py [--games breakout,freeway] [--episodes 8] [--uct-episodes 4] [--shift]
 
 Per game, one line (and a markdown row with ``--markdown``): mean return and its standard
 error over ``--episodes`` episodes (seeds 2,000,500+, which no suite or data uses; sticky
-actions 0.1; ``max_episode_steps`` decisions at most, 400 as in conf/minatar.yaml) of
+actions 0.1, or the shift; ``max_episode_steps`` decisions at most, 400 as in conf/minatar.yaml) of
 
 - the search expert of conf/minatar.yaml (its network trained first if not cached in
   ``--data``), and its decisions/s in one process;
@@ -35,11 +36,11 @@ SEED = 2_000_500
 
 def episode(args: tuple) -> tuple[float, int, float]:
     """(return, decisions, seconds deciding) of one episode of ``policy`` on ``seed``."""
-    game, policy, seed, max_steps, net, expert = args
+    game, policy, seed, max_steps, net, expert, env_config = args
     import torch
 
     torch.set_num_threads(1)
-    env = make_env(game, seed)
+    env = make_env(game, seed, **env_config)
     actions = env.minimal_action_set()
     rng = np.random.default_rng(seed)
     if policy in ("search", "network"):
@@ -83,6 +84,9 @@ def main() -> None:
     p.add_argument("--expert", default=None, help="search settings over the defaults, e.g. '{simulations: 128}'")
     p.add_argument("--network", default=None, help="network settings over the game's defaults, e.g. '{gamma: 0.999}'")
     p.add_argument("--only", default=None, help="comma-separated policies to run (default: all)")
+    p.add_argument("--shift", action="store_true",
+                   help="play the game's shifted configuration (the heldout_shift suite's, GAME_DEFAULTS) instead of "
+                        "the training one: how much of a learner's drop under the shift the expert shares")
     a = p.parse_args()
     rows = []
     with get_context("spawn").Pool(a.procs) as pool:
@@ -95,7 +99,9 @@ def main() -> None:
                         **{str(c): a.episodes for c in actions}}
             if a.only:
                 policies = {k: v for k, v in policies.items() if k in a.only.split(",")}
-            jobs = [(name, (game, name, SEED + i, a.max_steps, net, dm.expert))
+            env_config = {"sticky_action_prob": dm.sticky_action_prob, "difficulty_ramping": dm.difficulty_ramping,
+                          **(dm.shift if a.shift else {})}
+            jobs = [(name, (game, name, SEED + i, a.max_steps, net, dm.expert, env_config))
                     for name, n in policies.items() for i in range(n)]
             out = pool.map(episode, [j for _, j in jobs])
             by: dict[str, list] = {}

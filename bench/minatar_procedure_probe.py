@@ -19,6 +19,7 @@ import argparse
 from collections import Counter, defaultdict
 
 import torch
+import yaml
 
 from pc_lightning.data import ProcedureDataset, collate
 from pc_lightning.domains.minatar import MinAtarDataModule
@@ -67,8 +68,12 @@ def main() -> None:
     ap.add_argument("--train-episodes", type=int, default=8)
     ap.add_argument("--val-episodes", type=int, default=1)
     ap.add_argument("--data-dir", default=None, help="the data module's data_dir (default: its own)")
+    ap.add_argument("--expert", type=yaml.safe_load, default=None,
+                    help="the run's data.init_args.expert, e.g. '{score_bins: 2}'")
     args = ap.parse_args()
     kw = {} if args.data_dir is None else {"data_dir": args.data_dir}
+    if args.expert:
+        kw["expert"] = args.expert
     dm = MinAtarDataModule(game=args.game, n_train_episodes=args.train_episodes, n_val_episodes=args.val_episodes,
                            workers=1, **kw)
     dm.prepare_data()
