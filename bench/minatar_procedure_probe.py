@@ -1,10 +1,10 @@
 """Which parts of the MinAtar procedure does a PC checkpoint read from the state?
 
-Teacher-forced (every input block is the expert's), for each root block j it reports the
-accuracy of the cells the decision rests on (row 10: value bin, score bin, running best
-and its bin) and of the action, next to the majority-class accuracy of the same cell on the
-same records. A cell at its majority rate is a cell the model writes without reading the
-state; the action is then a function of guesses (docs/notes, 2026-12-02).
+Teacher-forced (every input block is the expert's), it reports the accuracy of each root
+action's score bin in x_0 (predicted from the state alone, by the start block), of the
+decision in x_1 (read from the expert's x_0), and of the action, each next to the
+majority-class accuracy of the same cell on the same records. A cell at its majority rate
+is a cell the model writes without reading the state (docs/notes, 2026-12-02 and 2026-12-03).
 
     python bench/minatar_procedure_probe.py --ckpt runs/minatar_pc/version_0/checkpoints/best.ckpt \
         --game breakout --split val
@@ -23,36 +23,34 @@ import yaml
 
 from pc_lightning.data import ProcedureDataset, collate
 from pc_lightning.domains.minatar import MinAtarDataModule
+from pc_lightning.domains.minatar.codec import COL_DECISION
 from pc_lightning.model import ProcedureCloner
-
-FIELDS = {"value": 1, "best": 2, "score": 5, "best_score": 6}  # row-10 columns (codec.py)
 
 
 def probe(module: ProcedureCloner, dm: MinAtarDataModule, split: str, batch_size: int = 64
-          ) -> tuple[dict[tuple[int, str], tuple[float, float, int]], tuple[float, int]]:
-    """Per (root block j, field): (model accuracy, majority accuracy, cells); and the action's accuracy."""
+          ) -> tuple[dict[str, tuple[float, float, int]], tuple[float, int]]:
+    """Per cell name: (model accuracy, majority accuracy, cells); and the action's accuracy."""
     records = dm.records[split]
     ds = ProcedureDataset(records, "pc", chunk_blocks=64, start_token=module.spec.start_token)
-    hits: dict[tuple[int, str], list[int]] = defaultdict(list)
-    targets: dict[tuple[int, str], list[int]] = defaultdict(list)
+    hits: dict[str, list[bool]] = defaultdict(list)
+    targets: dict[str, list[int]] = defaultdict(list)
     act_hits = 0
-    n_root = dm.codec.n_root
+    actions = dm.codec.n_root
     with torch.no_grad():
         for lo in range(0, len(ds), batch_size):
             batch = collate([ds[i] for i in range(lo, min(len(ds), lo + batch_size))])
             _, step_out, action_out = module.net(batch["state"], batch["steps"], batch["step_valid"],
                                                  batch["action_host"], batch["step_segment"], raw=True)
-            h, w = batch["steps"].shape[-2:]
+            h = batch["steps"].shape[-2]
             pred = module.net.cell_argmax(step_out).reshape(*batch["targets"].shape)  # (B, K, Hx, Wx)
             act_hits += int((action_out.argmax(-1)[:, 0] == batch["action"]).sum())
-            for j in range(n_root):  # input block j (the start block, then x_0 ..) predicts x_j
-                for name, col in FIELDS.items():
-                    t = batch["targets"][:, j, h - 1, col]
-                    known = t >= 0
-                    if name in ("best", "best_score") and j == 0:
-                        continue  # PAD in block 0
-                    hits[j, name] += (pred[:, j, h - 1, col] == t)[known].tolist()
-                    targets[j, name] += t[known].tolist()
+            cells = {f"x_0 score of root action {j}": (0, j) for j in range(actions)}
+            cells["x_1 decision"] = (1, COL_DECISION)  # input block j (the start block, then x_0 ..) predicts x_j
+            for name, (j, col) in cells.items():
+                t = batch["targets"][:, j, h - 1, col]
+                known = t >= 0
+                hits[name] += (pred[:, j, h - 1, col] == t)[known].tolist()
+                targets[name] += t[known].tolist()
     table = {}
     for key, t in targets.items():
         majority = Counter(t).most_common(1)[0][1] / len(t)
@@ -81,10 +79,10 @@ def main() -> None:
     module = ProcedureCloner.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=True).eval()
     table, (act, n) = probe(module, dm, args.split)
     print(f"{args.game} {args.split}: {n} records; action accuracy {act:.3f}")
-    print("| block | field | model | majority | cells |")
-    print("|---|---|---|---|---|")
-    for (j, name), (acc, maj, cells) in sorted(table.items()):
-        print(f"| {j} | {name} | {acc:.3f} | {maj:.3f} | {cells} |")
+    print("| cell | model | majority | cells |")
+    print("|---|---|---|---|")
+    for name, (acc, maj, cells) in table.items():
+        print(f"| {name} | {acc:.3f} | {maj:.3f} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import torch
 from conftest import ROOT  # noqa: F401  (tests run from the repository root)
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar import network
-from pc_lightning.domains.minatar.codec import SCORE_BINS, VALUE_BINS, Codec
+from pc_lightning.domains.minatar.codec import COL_ACTION, COL_DECISION, COL_END, SCORE_BINS, Codec
 from pc_lightning.domains.minatar.env import GAMES, N_CHANNELS, frame_tokens, make_env, minatar_actions, restore, \
     snapshot, tokens_to_frame
 from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
@@ -71,7 +71,7 @@ def test_search_leaves_the_environment_as_it_was(game):
 def test_search_takes_the_scoring_step_in_freeway():
     """The chicken one row below the top, free to move, no car near: 'up' scores now and
     every other action scores later; with a value of 0 everywhere the search must choose
-    'up' (action 2), and its procedure's root block for 'up' holds the top value bin."""
+    'up' (action 2), and its procedure's scores block gives 'up' alone the top bin."""
     env = make_env("freeway", seed=0, sticky_action_prob=0.0)
     game = env.env
     game.pos, game.move_timer = 1, 0
@@ -90,8 +90,10 @@ def test_search_takes_the_scoring_step_in_freeway():
     up = result.root[actions.index(2)]
     assert up.value > 0.9 and up.scaled == 1.0 and result.pv[0].action == 2
     blocks = Codec("freeway").encode_procedure(result, frame_tokens(env.state()))
-    view = Codec("freeway").decode_step(blocks[actions.index(2)])
-    assert view.value == VALUE_BINS - 1 and view.score == up.bin == SCORE_BINS - 1
+    scores = Codec("freeway").decode_step(blocks[0]).scores
+    top = SearchConfig().score_bins - 1
+    assert scores[actions.index(2)] == up.bin == top
+    assert all(b < top for i, b in enumerate(scores) if i != actions.index(2))
 
 
 def paddle_column(obs: np.ndarray) -> int:
@@ -113,10 +115,13 @@ def test_search_follows_a_known_value_function():
     assert prior.action == 1
     # scores within score_bin nats of the best tie, and the game's order breaks the tie
     close = known(3, logits=[0.0, 0.1, 0.0])
-    tied = GuidedSearch(SearchConfig(simulations=16), actions, close).search(env)
+    tied = GuidedSearch(SearchConfig(simulations=16, score_bins=SCORE_BINS), actions, close).search(env)
     assert [r.bin for r in tied.root] == [SCORE_BINS - 1] * 3 and tied.action == 0
-    fine = GuidedSearch(SearchConfig(simulations=16, score_bin=0.08), actions, close).search(env)
+    fine = GuidedSearch(SearchConfig(simulations=16, score_bin=0.08, score_bins=SCORE_BINS), actions, close).search(env)
     assert [r.bin for r in fine.root] == [SCORE_BINS - 2, SCORE_BINS - 1, SCORE_BINS - 2] and fine.action == 1
+    # the procedure's resolution never changes the action: two bins (top or not) decide alike
+    two = GuidedSearch(SearchConfig(simulations=16, score_bin=0.08, score_bins=2), actions, close).search(env)
+    assert [r.bin for r in two.root] == [0, 1, 0] and two.action == fine.action
 
 
 def test_labels_are_deterministic():
@@ -248,58 +253,51 @@ def test_codec_round_trip(game):
     pv = [PVStep(chosen, frame_tokens(frames[1]), 0.5, 3), PVStep(actions[0], frame_tokens(frames[2]), 0.2, 1)]
     result = SearchResult(chosen, roots, pv)
     blocks = codec.encode_procedure(result, tokens)
-    assert blocks.shape == (k + 2, 11, 10) and blocks.max() < codec.step_vocab
-    assert codec.procedure_blocks(2) == k + 2 and codec.procedure_blocks(0) == k + 1 and codec.first_imagined == 0
-    for j, block in enumerate(blocks):
-        view = codec.decode_step(block)
-        assert view.last == (j == k + 1) and block[10, 4] == codec.index_base + j
-        if j < k:  # root block j: b_j, the frame after it, its bins, the best of b_0 .. b_{j-1} and its bin
-            assert view.action == actions[j] and np.array_equal(view.frame, frames[j % 3])
-            assert view.value == codec.value_bin(roots[j].scaled) and view.score == bins[j]
-            if j == 0:
-                assert view.best is None and view.best_score is None
-            else:
-                first_best = int(np.argmax(bins[:j]))
-                assert view.best == actions[first_best] and view.best_score == bins[first_best]
-        else:  # PV block: its frame and the action taken from it (none on the last), and a
-            assert view.best == chosen and view.value is None and view.score is None
-            assert np.array_equal(view.frame, frames[1] if j == k else frames[2])
-            assert view.action == (actions[0] if j == k else None)
-    # the decision follows from the last root block alone: its running best, or b_{K-1} if its bin is higher
-    last_root = codec.decode_step(blocks[k - 1])
-    read = last_root.action if k == 1 or last_root.score > last_root.best_score else last_root.best
-    assert read == chosen == codec.decode_step(blocks[k]).best
-    assert codec.root_block(chosen) == actions.index(chosen)
+    assert blocks.shape == (4, 11, 10) and blocks.max() < codec.step_vocab
+    assert codec.procedure_blocks(2) == 4 and codec.procedure_blocks(0) == 2 and codec.first_imagined == 2
+    views = [codec.decode_step(block) for block in blocks]
+    for j, (block, view) in enumerate(zip(blocks, views)):
+        assert view.last == (j == 3) and block[10, 9] == codec.index_base + j
+    # x_0: the state's frame and every root action's score bin, nothing decided yet
+    assert views[0].scores == bins.tolist() and views[0].decision is None and views[0].action is None
+    assert np.array_equal(views[0].frame, frames[0])
+    # x_1: the decision, read from x_0 alone (the first root action in the top bin), on the state's frame
+    read = actions[int(np.argmax(views[0].scores))]
+    assert read == chosen == views[1].decision == views[1].action and np.array_equal(views[1].frame, frames[0])
+    # the PV: the frame after a, then after a_1; each block the action taken from its frame, and a
+    assert [v.decision for v in views[2:]] == [chosen, chosen]
+    assert views[2].action == actions[0] and views[3].action is None
+    assert np.array_equal(views[2].frame, frames[1]) and np.array_equal(views[3].frame, frames[2])
     stops = codec.stop_fn(torch.from_numpy(np.stack([state] * len(blocks))), torch.from_numpy(blocks))
-    assert stops.tolist() == [False] * (k + 1) + [True]
+    assert stops.tolist() == [False, False, False, True]
     malformed = blocks[0].copy()
-    malformed[10, 0] = codec.pad  # a root block without its action
+    malformed[10, k - 1] = codec.pad  # a root action without its score
     assert codec.decode_step(malformed) is None
     wrong_kind = blocks[1].copy()
-    wrong_kind[10, 5] = codec.action_base  # an action token where a score bin belongs
+    wrong_kind[10, COL_DECISION] = codec.score_base  # a score bin where the decision belongs
     assert codec.decode_step(wrong_kind) is None
     other = actions[(actions.index(chosen) + 1) % k]
     if other != chosen:
-        with pytest.raises(ValueError, match="running best"):
+        with pytest.raises(ValueError, match="top score bin"):
             codec.encode_procedure(SearchResult(other, roots, pv), tokens)
-    no_pv = codec.encode_procedure(SearchResult(chosen, roots, []), tokens)  # a decision block ends it
-    assert no_pv.shape == (k + 1, 11, 10)
+    no_pv = codec.encode_procedure(SearchResult(chosen, roots, []), tokens)  # the decision block ends it
+    assert no_pv.shape == (2, 11, 10)
     decision = codec.decode_step(no_pv[-1])
-    assert decision.last and decision.best == chosen and np.array_equal(no_pv[-1, :10], tokens)
+    assert decision.last and decision.decision == chosen and np.array_equal(no_pv[-1, :10], tokens)
 
 
 def test_codec_cell_weights():
     """Every cell of row 10 is trained, the always-PAD ones included: a generated block is the
-    next block's input and the action query's, whatever the loss cares about; the action
-    tokens weigh most; the frames-off ablation zeroes the frame cells only."""
+    next block's input and the action query's, whatever the loss cares about; the scores and
+    actions weigh most; the frames-off ablation zeroes the frame cells only."""
     weights = np.array(Codec("breakout").cell_weights())
     assert (weights[10] > 0).all() and (weights[:10] == 1).all()
-    assert weights[10, 0] == weights[10, 2] == weights[10, 5] == weights[10, 6] > weights[10, 1]
+    assert (weights[10, :COL_END] == weights[10, 0]).all() and weights[10, COL_ACTION] > weights[10, COL_END]
     no_frames = np.array(Codec("breakout").cell_weights(frame=0.0))
     assert (no_frames[:10] == 0).all() and np.array_equal(no_frames[10], weights[10])
     spec = MinAtarDataModule(game="breakout", action_weight=500.0, frame_weight=0.0).spec
     w = np.array(spec.step_cell_weights)
-    assert (w[:10] == 0).all() and w[10, 0] == w[10, 2] == 500.0 and w[10, 1] == 5.0
+    assert (w[:10] == 0).all() and w[10, 0] == w[10, COL_DECISION] == 500.0 and w[10, COL_END] == 5.0
     with pytest.raises(ValueError, match="frame_weight"):
         MinAtarDataModule(game="breakout", frame_weight=-1.0)
 

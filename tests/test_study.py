@@ -86,6 +86,15 @@ def test_the_sweep_study_reads_the_shift_from_its_own_metric():
     assert len(quick.cells()) == 4 and "200" in quick.overrides
 
 
+def test_the_minatar_study_selects_on_validation_returns_and_tests_the_shift():
+    s = Study.load(ROOT / "conf/study/minatar.yaml")
+    assert s.metric == "heldout/return" and s.select == "val_envs/return"
+    assert s.extra_metric == {"heldout_shift": "heldout_shift/return"}
+    assert len(s.cells()) == 3 * 2 * 3 and all(c.extras for c in s.cells())
+    assert all("--data.init_args.game" in c.args for c in s.cells())
+    assert len(Study.load(ROOT / "conf/study/minatar.yaml", quick=True).cells()) == 2
+
+
 def test_a_tiny_study_killed_mid_way_completes_without_redoing_a_cell(tmp_path):
     """Two cells of a tiny grid, one at a time: kill -9 while the second runs, rerun the same
     command; the first is not computed again, and the table and the figure are written."""

@@ -11,38 +11,35 @@ frame. Since the shapes differ, a start block predicts x_0 (the core's
 cells of row 10 see none.
 
 Procedure: what the guided search (:mod:`.search`) computed to choose, in the order a
-reader would check it. First one block per root action b_0 .. b_{K-1} (the game's minimal
-action set, in its order), then the principal variation (PV) from the chosen action's child:
+reader would check it. First the search's verdict on every root action, then the decision
+read from it, then the principal variation (PV) from the chosen action:
 
-    root block j   rows 0-9  the frame the search reached after b_j
-                   row 10    [ACTION + b_j, VALUE + bin(q_j), ACTION + best_{<j}, MORE, INDEX + j,
-                              SCORE + s_j, SCORE + s(best_{<j}), PAD x 3]
-    PV block l     rows 0-9  f_l, the frame after a, a_1 .. a_{l-1} (f_1: a's child)
-                   row 10    [ACTION + a_l, PAD, ACTION + a, MORE, INDEX + K + l - 1, PAD x 5]   (l < D)
-                   row 10    [PAD,          PAD, ACTION + a, LAST, INDEX + K + D - 1, PAD x 5]   (l = D)
+    x_0  scores    rows 0-9  the state's frame
+                   row 10    [SCORE + s_0, ..., SCORE + s_{K-1}, PAD .., PAD, PAD, MORE, INDEX + 0]
+    x_1  decision  rows 0-9  the state's frame
+                   row 10    [PAD x 6, ACTION + a, ACTION + a, MORE, INDEX + 1]          (LAST if D = 0)
+    x_{1+l}  PV    rows 0-9  f_l, the frame after a, a_1 .. a_{l-1} (f_1: a's child), l = 1 .. D
+                   row 10    [PAD x 6, ACTION + a_l, ACTION + a, MORE, INDEX + 1 + l]     (l < D)
+                   row 10    [PAD x 6, PAD,          ACTION + a, LAST, INDEX + 1 + D]     (l = D)
 
-q_j is b_j's completed Q rescaled to [0, 1] over the root actions, in :data:`VALUE_BINS`
-equal bins. s_j is b_j's score bin (``RootAction.bin``: the search's ``logit + sigma(Q)``,
-binned relative to the best, :data:`SCORE_BINS` - 1 for the best). best_{<j} is the first of
-b_0 .. b_{j-1} with the highest score bin, and s(best_{<j}) its bin (PAD, PAD in block 0).
-The search's action a is the first root action in the top bin, so a is best_{<K}, which the
-first PV block shows (column 2) and every later block repeats. Each comparison uses only
-what the block before shows: best_{<j} is b_{j-1} if s_{j-1} > s(best_{<j-1}), else
-best_{<j-1}, all in block j-1. A block's cells are predicted together from the blocks
-before, so a running best written beside the value it depends on (the layout until
-2026-12-02, best_j beside q_j) had to be guessed from the state; shifted one block, it is
-read. With ``pv_depth`` 0 a decision block (the state's frame, [PAD, PAD, ACTION + a, LAST,
-INDEX + K, PAD x 5]) ends the procedure. A PV block holds the action taken *from* its frame,
-never the one that produced it (with the action beside the frame it produced, all cells
-predicted at once, a model drew breakout's paddle on both sides:
-docs/notes/2026-11-25-minatar-uct-expert.md).
+s_j is root action b_j's score bin (``RootAction.bin``: the search's ``logit + sigma(Q)``
+binned relative to the best, :data:`SCORE_BINS` - 1 for the best; b_0 .. b_{K-1} the game's
+minimal actions in MinAtar's order, K <= 6). The search's action a is the first root action
+in the top bin, so x_1 follows from x_0 alone; column 6 holds the action taken from the
+block's frame (a in x_1), so each PV frame follows from the block before; column 7 carries
+a to the last block, where the action query reads it.
 
-Until 2026-12-02 the procedure was the PV of a UCT search alone, with a = a_0 in every
-block: the model decided at x_0 from the state, and the frames after did not inform it.
+Why all the scores in one block: until 2026-12-03 (layout 7) each root action had a block
+of its own (its imagined frame, value bin, score bin, and the running best). Each block's
+bins were then predicted from the previous block's, and the model learnt that shortcut
+instead of reading the state: teacher-forced on its training data, the second and third
+root blocks' score bins sat at their majority rate while the first, predicted from the
+start block (no earlier bins to copy), read the state (docs/notes/2026-12-03-minatar-scores-first.md).
+Here every score is predicted from the state alone, side by side, as BC predicts the action.
 
 Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
-(6 ids, MinAtar's full action set), VALUE = ACTION + 6 (VALUE_BINS ids), SCORE = VALUE +
-VALUE_BINS (SCORE_BINS ids), then MORE, LAST, and INDEX (MAX_BLOCKS ids).
+(6 ids, MinAtar's full action set), SCORE = ACTION + 6 (SCORE_BINS ids), then MORE, LAST,
+and INDEX (MAX_BLOCKS ids).
 """
 
 from __future__ import annotations
@@ -56,25 +53,22 @@ from torch import Tensor
 from pc_lightning.domains.minatar.env import N_ACTIONS, N_CHANNELS, minatar_actions, tokens_to_frame
 from pc_lightning.domains.minatar.search import SearchResult
 
-VALUE_BINS = 8  # q in [0, 1]: bin min(floor(8 q), 7)
 SCORE_BINS = 8  # the search's score bins (SearchConfig.score_bins at most)
 H, W = 11, 10  # step block grid: a 10 x 10 frame and one row of extra tokens (the state block is 10 x 10)
-MAX_BLOCKS = 12  # index tokens 0 .. 11 (6 root actions and a PV of 6 at most)
+MAX_BLOCKS = 12  # index tokens 0 .. 11: the scores, the decision and a PV of 10 at most
+COL_ACTION, COL_DECISION, COL_END, COL_INDEX = 6, 7, 8, 9  # row 10's columns after the scores (0 .. K-1)
 
 
 class StepView(NamedTuple):
-    """A decoded step block. action: b_j (root) or a_l (PV), None on the last PV block;
-    frame (10, 10, C) bool; value: q_j's bin (root) or None; best: best_{<j} (root; None in
-    block 0) or a (PV and decision blocks); last: the block is marked LAST; score: s_j
-    (root) or None; best_score: s(best_{<j}) or None."""
+    """A decoded step block. scores: the root actions' score bins (x_0) or None; action: the
+    action taken from the block's frame (a in x_1, a_l in a PV block; None in x_0 and the last
+    PV block); decision: a (None in x_0); frame (10, 10, C) bool; last: the block is marked LAST."""
 
+    scores: list[int] | None
     action: int | None
+    decision: int | None
     frame: np.ndarray
-    value: int | None
-    best: int | None
     last: bool
-    score: int | None
-    best_score: int | None
 
 
 class Codec:
@@ -85,8 +79,7 @@ class Codec:
         self.n_channels = N_CHANNELS[game]
         self.pad = 2**self.n_channels
         self.action_base = self.pad + 1
-        self.value_base = self.action_base + N_ACTIONS
-        self.score_base = self.value_base + VALUE_BINS
+        self.score_base = self.action_base + N_ACTIONS
         self.more = self.score_base + SCORE_BINS
         self.last = self.more + 1
         self.index_base = self.last + 1
@@ -96,83 +89,63 @@ class Codec:
         self._palette = self._make_palette()
 
     def cell_weights(self, action: float = 50.0, other: float = 5.0, frame: float = 1.0) -> list[list[float]]:
-        """Loss weights of a step block's cells: the tokens the decision is read from (b_j or a_l,
-        best_{<j} or a, and the two score bins) weigh ``action``, the rest of row 10 (value,
-        MORE/LAST, index, PAD) ``other``, each frame cell ``frame``
-        (0: the imagined frames are not cloned, an ablation; ``data.init_args.frame_weight``). Without
-        them the one token that decides (a_0, predicted with x_0 from the state) would be
-        1/110 of a block's loss, and the model learns the frames but not the decision.
+        """Loss weights of a step block's cells: the tokens the decision rests on (the score
+        bins, the action from the frame, the decision) weigh ``action``, the rest of row 10
+        (MORE/LAST, index) ``other``, each frame cell ``frame`` (0: the imagined frames are not
+        cloned, an ablation; ``data.init_args.frame_weight``). Without them the few tokens that
+        decide would be a small share of a block's 110 cells, and the model learns the frames
+        but not the decision.
 
-        The always-PAD cells weigh ``other`` too, not 0: a generated block is the next
-        block's input, and the action query reads the last one whole. With weight 0 the
-        model never learnt to write PAD there, wrote frame tokens instead, and the query,
-        which had only seen PAD there, misread the action (docs/notes/2026-11-25-minatar-uct-expert.md, item 7)."""
+        The always-PAD cells of row 10 weigh ``action`` too, not 0: a generated block is the next
+        block's input and the action query's, whatever the loss cares about; with weight 0 the
+        model never learnt to write PAD there and the query misread the action
+        (docs/notes/2026-11-25-minatar-uct-expert.md, item 7)."""
         w = np.full((H, W), float(frame))
-        w[10] = other
-        w[10, [0, 2, 5, 6]] = action
+        w[10, :COL_END] = action
+        w[10, COL_END:] = other
         return w.tolist()
 
-    #: Index of the first block whose frame the search imagined (every block's frame is).
-    first_imagined = 0
+    #: Index of the first block whose frame the search imagined (the first PV block).
+    first_imagined = 2
 
     def procedure_blocks(self, pv_depth: int) -> int:
         """The most blocks a procedure of a search with ``pv_depth`` has (generation's limit)."""
-        return self.n_root + max(pv_depth, 1)
-
-    def root_block(self, action: int) -> int | None:
-        """The index of the root block of MinAtar action ``action`` (None if not the game's)."""
-        actions = minatar_actions(self.game)
-        return actions.index(action) if action in actions else None
+        return 2 + pv_depth
 
     # ---------------------------------------------------------------- encode
     def encode_state(self, frame: np.ndarray) -> np.ndarray:
         """Frame tokens (..., 10, 10) -> state block (..., 10, 10): the frame itself."""
         return np.asarray(frame, dtype=np.int64)
 
-    @staticmethod
-    def value_bin(q: float) -> int:
-        """A rescaled Q in [0, 1] -> its bin, 0 .. VALUE_BINS - 1."""
-        return min(int(np.floor(max(q, 0.0) * VALUE_BINS)), VALUE_BINS - 1)
-
     def encode_procedure(self, result: SearchResult, state_frame: np.ndarray) -> np.ndarray:
-        """A search's result -> step blocks (K + max(D, 1), 11, 10): K root blocks, D PV blocks
-        (a decision block if D = 0). ``state_frame`` (10, 10) tokens stands in for a root
-        action the search never tried, and is the decision block's frame."""
-        state_frame = np.asarray(state_frame)
+        """A search's result -> step blocks (2 + D, 11, 10): the scores, the decision, D PV
+        blocks. ``state_frame`` (10, 10) tokens is the frame of the first two."""
         roots, pv = result.root, result.pv
         if len(roots) != self.n_root:
             raise ValueError(f"{self.game}: the search reports {len(roots)} root actions, "
                              f"the codec expects {self.n_root}")
-        if any(not 0 <= r.bin < SCORE_BINS for r in roots):
-            raise ValueError(f"a root action's score bin is outside 0 .. {SCORE_BINS - 1}: "
-                             f"{[r.bin for r in roots]} (SearchConfig.score_bins must be at most {SCORE_BINS})")
-        k = len(roots)
-        n = k + max(len(pv), 1)
+        bins = [r.bin for r in roots]
+        if any(not 0 <= b < SCORE_BINS for b in bins):
+            raise ValueError(f"a root action's score bin is outside 0 .. {SCORE_BINS - 1}: {bins} "
+                             f"(SearchConfig.score_bins must be at most {SCORE_BINS})")
+        if roots[int(np.argmax(bins))].action != result.action:  # argmax: the first in the top bin
+            raise ValueError(f"the first root action in the top score bin ({roots[int(np.argmax(bins))].action}) "
+                             f"is not the search's action ({result.action})")
+        if 2 + len(pv) > MAX_BLOCKS:
+            raise ValueError(f"a PV of {len(pv)} steps needs {2 + len(pv)} blocks, at most {MAX_BLOCKS} have an index")
+        n = 2 + len(pv)
         out = np.full((n, H, W), self.pad, dtype=np.int64)
-        best = None  # index of the first root action with the highest bin among those before
-        for j, r in enumerate(roots):
-            out[j, :10] = state_frame if r.frame is None else r.frame
-            out[j, 10, 0] = self.action_base + r.action
-            out[j, 10, 1] = self.value_base + self.value_bin(r.scaled)
-            out[j, 10, 5] = self.score_base + r.bin
-            if best is not None:
-                out[j, 10, 2] = self.action_base + roots[best].action
-                out[j, 10, 6] = self.score_base + roots[best].bin
-            if best is None or r.bin > roots[best].bin:
-                best = j
-        if roots[best].action != result.action:
-            raise ValueError(f"the running best of the root actions ({roots[best].action}) is not the search's "
-                             f"action ({result.action})")
+        out[:2, :10] = np.asarray(state_frame)
+        out[0, 10, : len(bins)] = self.score_base + np.asarray(bins)
+        out[1, 10, COL_ACTION] = self.action_base + result.action
         for l, step in enumerate(pv):
-            out[k + l, :10] = step.frame
+            out[2 + l, :10] = step.frame
             if l + 1 < len(pv):
-                out[k + l, 10, 0] = self.action_base + pv[l + 1].action
-        if not pv:
-            out[k, :10] = state_frame
-        out[k:, 10, 2] = self.action_base + result.action
-        out[:, 10, 3] = self.more
-        out[:, 10, 4] = self.index_base + np.minimum(np.arange(n), MAX_BLOCKS - 1)
-        out[-1, 10, 3] = self.last
+                out[2 + l, 10, COL_ACTION] = self.action_base + pv[l + 1].action
+        out[1:, 10, COL_DECISION] = self.action_base + result.action
+        out[:, 10, COL_END] = self.more
+        out[-1, 10, COL_END] = self.last
+        out[:, 10, COL_INDEX] = self.index_base + np.arange(n)
         return out
 
     # ---------------------------------------------------------------- decode
@@ -180,28 +153,26 @@ class Codec:
         """What a step block shows (:class:`StepView`); None if it is malformed (a generated one may be)."""
         block = np.asarray(block)
         row = [int(t) for t in block[10]]
-        last = row[3] == self.last
-        index = row[4] - self.index_base
-        frame = block[:10]
-        if not (bool((frame < self.pad).all()) and row[3] in (self.more, self.last) and 0 <= index < MAX_BLOCKS):
+        index = row[COL_INDEX] - self.index_base
+        if not (bool((block[:10] < self.pad).all()) and row[COL_END] in (self.more, self.last)
+                and 0 <= index < MAX_BLOCKS):
             return None
 
-        def field(col: int, base: int, size: int) -> int | None | bool:
-            if row[col] == self.pad:
+        def token(col: int, base: int, size: int) -> int | None:
+            return row[col] - base if base <= row[col] < base + size else None
+
+        def is_pad(cols: range) -> bool:
+            return all(row[c] == self.pad for c in cols)
+
+        action, decision = token(COL_ACTION, self.action_base, N_ACTIONS), token(COL_DECISION, self.action_base, N_ACTIONS)
+        if index == 0:
+            scores = [token(c, self.score_base, SCORE_BINS) for c in range(self.n_root)]
+            if None in scores or not is_pad(range(self.n_root, COL_END)):
                 return None
-            v = row[col] - base
-            return v if 0 <= v < size else False  # False: a token of the wrong kind
-
-        a, v, best = field(0, self.action_base, N_ACTIONS), field(1, self.value_base, VALUE_BINS), \
-            field(2, self.action_base, N_ACTIONS)
-        s, best_s = field(5, self.score_base, SCORE_BINS), field(6, self.score_base, SCORE_BINS)
-        if any(x is False for x in (a, v, best, s, best_s)):
+            return StepView(scores, None, None, tokens_to_frame(block[:10], self.n_channels), row[COL_END] == self.last)
+        if decision is None or not is_pad(range(COL_ACTION)) or (action is None and row[COL_ACTION] != self.pad):
             return None
-        if index < self.n_root and (a is None or v is None or s is None or (index > 0 and best is None)):
-            return None
-        if index >= self.n_root and best is None:
-            return None
-        return StepView(a, tokens_to_frame(frame, self.n_channels), v, best, last, s, best_s)
+        return StepView(None, action, decision, tokens_to_frame(block[:10], self.n_channels), row[COL_END] == self.last)
 
     def decode_state(self, block: np.ndarray) -> np.ndarray:
         """State block (10, 10) -> frame (10, 10, C) bool."""
@@ -209,7 +180,7 @@ class Codec:
 
     def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
         """Generation's stop rule: the step is marked LAST. state (B, 10, 10), step (B, 11, 10) -> (B,) bool."""
-        return step[:, 10, 3] == self.last
+        return step[:, 10, COL_END] == self.last
 
     # ---------------------------------------------------------------- render
     def palette(self) -> np.ndarray:

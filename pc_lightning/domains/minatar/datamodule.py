@@ -89,17 +89,18 @@ class MinAtarDataModule(ProcedureDataModule):
         train_eval_episodes: episodes of suite ``train_envs`` on training seeds (0 = off).
         seed: offsets every seed range. workers: processes for the expert.
         net_threads: torch threads while the network trains (None: torch's default).
-        action_weight, frame_weight: loss weights of each PV block's action tokens (50) and
-            of each imagined frame cell (1); the rest of row 10 weighs 5
-            (:meth:`Codec.cell_weights`). ``frame_weight: 0`` clones the PV's actions, values
-            and depths but not its frames: an ablation of what the frames add.
+        action_weight, frame_weight: loss weights of the cells the decision rests on (score
+            bins and actions, 50) and of each frame cell (1); the rest of row 10 weighs 5
+            (:meth:`Codec.cell_weights`). ``frame_weight: 0`` clones the scores and actions
+            but not the frames: an ablation of what the frames add.
         Others: see :class:`~pc_lightning.data.ProcedureDataModule`.
     """
 
     domain = "minatar"
-    generator_version = "7"  # 3: PV steps carry their depth; 4: a block holds a frame and the action from it;
+    generator_version = "8"  # 3: PV steps carry their depth; 4: a block holds a frame and the action from it;
     # 5: the state block is the 10 x 10 frame alone (steps keep their 11 x 10); 6: the guided search,
-    # root blocks then the PV; 7: binned scores decide, the running best shifted one block
+    # root blocks then the PV; 7: binned scores decide, the running best shifted one block; 8: every root
+    # action's score bin in one block, then the decision, then the PV
 
     def __init__(self, game: str = "breakout", n_train_episodes: int = 8, n_val_episodes: int = 1,
                  max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,

@@ -103,8 +103,8 @@ class MinAtarSuite(EvalSuite):
         return self._probes[key]
 
     def procedure_accuracy(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:
-        """Per probe: the fraction of the search's imagined frames (after each root action,
-        then along the PV) that the model imagines exactly at the same position."""
+        """Per probe: the fraction of the search's imagined frames (along the PV) that the model
+        imagines exactly at the same position."""
         first = self.codec.first_imagined
         return procedure_accuracy([x[first:, :10] for x in expert], generated[:, first:, :10], lengths - first)
 
@@ -125,8 +125,8 @@ class MinAtarSuite(EvalSuite):
             if gen is None and module.uses_procedure:
                 gen = module.generate_procedure(state, self.stop_fn, self.max_procedure_steps)
             imagined = np.zeros((80, 80, 3), dtype=np.uint8)
-            j = self.codec.root_block(int(action[0]))  # the root block of the action taken
-            if gen is not None and j is not None and int(gen.lengths[0]) > j:
+            j = self.codec.first_imagined  # the first PV block: the frame after the action taken
+            if gen is not None and int(gen.lengths[0]) > j:
                 imagined = self.codec.frame_rgb(gen.steps[0, j, :10].cpu().numpy())
             frames.append(labelled_grid([(f"t={len(frames)}", [self.codec.frame_rgb(obs[:10]), imagined])],
                                         ["real", "imagined" if module.uses_procedure else "(BC: none)"],
