@@ -128,8 +128,9 @@ class Codec:
         if any(not 0 <= b < SCORE_BINS for b in bins):
             raise ValueError(f"a root action's score bin is outside 0 .. {SCORE_BINS - 1}: {bins} "
                              f"(SearchConfig.score_bins must be at most {SCORE_BINS})")
-        if roots[int(np.argmax(bins))].action != result.action:  # argmax: the first in the top bin
-            raise ValueError(f"the first root action in the top score bin ({roots[int(np.argmax(bins))].action}) "
+        first_top = roots[int(np.argmax(bins))].action  # argmax: the first root action in the top bin
+        if first_top != result.action:
+            raise ValueError(f"the first root action in the top score bin ({first_top}) "
                              f"is not the search's action ({result.action})")
         if 2 + len(pv) > MAX_BLOCKS:
             raise ValueError(f"a PV of {len(pv)} steps needs {2 + len(pv)} blocks, at most {MAX_BLOCKS} have an index")
