@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--game", default="breakout")
     ap.add_argument("--split", default="val", choices=["train", "val"])
-    ap.add_argument("--train-episodes", type=int, default=8)
+    ap.add_argument("--train-episodes", type=int, default=32)
     ap.add_argument("--val-episodes", type=int, default=1)
     ap.add_argument("--data-dir", default=None, help="the data module's data_dir (default: its own)")
     ap.add_argument("--expert", type=yaml.safe_load, default=None,
