@@ -32,9 +32,10 @@ a to the last block, where the action query reads it.
 Why all the scores in one block: until 2026-12-03 (layout 7) each root action had a block
 of its own (its imagined frame, value bin, score bin, and the running best). Each block's
 bins were then predicted from the previous block's, and the model learnt that shortcut
-instead of reading the state: teacher-forced on its training data, the second and third
-root blocks' score bins sat at their majority rate while the first, predicted from the
-start block (no earlier bins to copy), read the state (docs/notes/2026-12-03-minatar-scores-first.md).
+instead of reading the state: teacher-forced on its training data, the second root block's
+bins sat at or below their majority rate (the third's followed from the first two) while the
+first, predicted from the start block (no earlier bins to copy), read the state
+(docs/notes/2026-12-03-minatar-scores-first.md).
 Here every score is predicted from the state alone, side by side, as BC predicts the action.
 
 Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
