@@ -31,16 +31,16 @@ import torch.nn.functional as F
 
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar.env import GAMES, N_CHANNELS, make_env, tokens_to_frame
-from pc_lightning.domains.minatar.network import frames_to_tensor, load_net
+from pc_lightning.domains.minatar.network import PolicyValueNet, frames_to_tensor, load_net
 from pc_lightning.domains.minatar.search import GuidedSearch, SearchConfig
 
 SEED = 2_000_500
 
 
-def mlp(game: str, n_actions: int, hidden: int = 256) -> torch.nn.Module:
-    """The expert network's torso shape, a policy head only: (B, C, 10, 10) -> logits (B, A)."""
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(N_CHANNELS[game] * 100, hidden), torch.nn.ReLU(),
-                               torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_actions))
+def mlp(game: str, n_actions: int) -> PolicyValueNet:
+    """A fresh network of the expert's own shape; its policy logits are the clone's
+    (``model(frames)[0]``, (B, C, 10, 10) -> (B, A)); the value head is left untrained."""
+    return PolicyValueNet(N_CHANNELS[game], n_actions)
 
 
 def frames(records, game: str) -> torch.Tensor:
@@ -48,8 +48,8 @@ def frames(records, game: str) -> torch.Tensor:
     return frames_to_tensor(tokens_to_frame(records.states.numpy(), N_CHANNELS[game]))
 
 
-def clone(game: str, dm: MinAtarDataModule, steps: int, seed: int = 0) -> tuple[torch.nn.Module, list[int], float, float]:
-    """Train the MLP on the training split; (model, actions, validation accuracy, majority share)."""
+def clone(game: str, dm: MinAtarDataModule, steps: int, seed: int = 0) -> tuple[PolicyValueNet, float, float]:
+    """Train the MLP on the training split; (model, validation accuracy, majority share)."""
     torch.manual_seed(seed)
     actions = make_env(game, 0).minimal_action_set()
     index = {a: i for i, a in enumerate(actions)}
@@ -60,14 +60,14 @@ def clone(game: str, dm: MinAtarDataModule, steps: int, seed: int = 0) -> tuple[
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):
         b = torch.randint(len(x_tr), (128,))
-        loss = F.cross_entropy(model(x_tr[b]), y_tr[b])
+        loss = F.cross_entropy(model(x_tr[b])[0], y_tr[b])
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        acc = float((model(x_va).argmax(-1) == y_va).float().mean())
+        acc = float((model(x_va)[0].argmax(-1) == y_va).float().mean())
     majority = float(torch.bincount(y_va).max()) / len(y_va)
-    return model.eval(), actions, acc, majority
+    return model.eval(), acc, majority
 
 
 def episode(args: tuple) -> float:
@@ -86,7 +86,7 @@ def episode(args: tuple) -> float:
 
         def decide() -> int:
             with torch.no_grad():
-                return actions[int(model(frames_to_tensor(env.state()[None])).argmax())]
+                return actions[int(model(frames_to_tensor(env.state()[None]))[0].argmax())]
     ret = 0.0
     for _ in range(400):
         r, terminal = env.act(decide())
@@ -113,7 +113,7 @@ def main() -> None:
                                    workers=a.procs, data_dir=a.data, variant="bc")
             dm.prepare_data()
             dm.setup()
-            model, _, acc, majority = clone(game, dm, a.steps)
+            model, acc, majority = clone(game, dm, a.steps)
             seeds = [SEED + i for i in range(a.eval_episodes)]
             state = {k: v.clone() for k, v in model.state_dict().items()}
             net = str(dm.net_path())

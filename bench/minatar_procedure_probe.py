@@ -35,7 +35,9 @@ def probe(module: ProcedureCloner, dm: MinAtarDataModule, split: str, batch_size
     hits: dict[str, list[bool]] = defaultdict(list)
     targets: dict[str, list[int]] = defaultdict(list)
     act_hits = 0
-    actions = dm.codec.n_root
+    # input block j (the start block, then x_0 ..) predicts x_j: (j, row-10 column) per cell
+    cells = {f"x_0 score of root action {j}": (0, j) for j in range(dm.codec.n_root)}
+    cells["x_1 decision"] = (1, COL_DECISION)
     with torch.no_grad():
         for lo in range(0, len(ds), batch_size):
             batch = collate([ds[i] for i in range(lo, min(len(ds), lo + batch_size))])
@@ -44,8 +46,6 @@ def probe(module: ProcedureCloner, dm: MinAtarDataModule, split: str, batch_size
             h = batch["steps"].shape[-2]
             pred = module.net.cell_argmax(step_out).reshape(*batch["targets"].shape)  # (B, K, Hx, Wx)
             act_hits += int((action_out.argmax(-1)[:, 0] == batch["action"]).sum())
-            cells = {f"x_0 score of root action {j}": (0, j) for j in range(actions)}
-            cells["x_1 decision"] = (1, COL_DECISION)  # input block j (the start block, then x_0 ..) predicts x_j
             for name, (j, col) in cells.items():
                 t = batch["targets"][:, j, h - 1, col]
                 known = t >= 0
