@@ -78,6 +78,9 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=8)
     p.add_argument("--uct-episodes", type=int, default=4)
     p.add_argument("--max-steps", type=int, default=400)
+    p.add_argument("--seed", type=int, default=SEED,
+                   help="first seed; the table's is 2,000,500. Choose expert settings on another range "
+                        "(e.g. 3,000,000) and report on this one")
     p.add_argument("--data", default="data", help="where the networks are cached (conf/minatar.yaml's data_dir)")
     p.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--markdown", action="store_true", help="also print the table's markdown rows")
@@ -101,7 +104,7 @@ def main() -> None:
                 policies = {k: v for k, v in policies.items() if k in a.only.split(",")}
             env_config = {"sticky_action_prob": dm.sticky_action_prob, "difficulty_ramping": dm.difficulty_ramping,
                           **(dm.shift if a.shift else {})}
-            jobs = [(name, (game, name, SEED + i, a.max_steps, net, dm.expert, env_config))
+            jobs = [(name, (game, name, a.seed + i, a.max_steps, net, dm.expert, env_config))
                     for name, n in policies.items() for i in range(n)]
             out = pool.map(episode, [j for _, j in jobs])
             by: dict[str, list] = {}

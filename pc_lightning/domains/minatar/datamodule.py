@@ -26,12 +26,18 @@ SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000, "heldout_shift"
 #: :class:`NetConfig`'s defaults, the search's settings over :class:`SearchConfig`'s, and the
 #: shifted configuration of the ``heldout_shift`` suite. Seaquest's discount 0.999: its
 #: search expert scored 9.0 with it and 4.8 with 0.99; the other games scored higher with 0.99
-#: (docs/notes/2026-12-02-minatar-network-and-readable-decision.md).
+#: (docs/notes/2026-12-02-minatar-network-and-readable-decision.md). Breakout and seaquest
+#: train 15 M steps (16 and 27 min on one thread): at 5 M their networks lost the ball at
+#: 21-24 points and ran out of oxygen, and the search could not make up for it (breakout 14.0,
+#: seaquest 9.0; at 15 M 29.0 and about 20). Seaquest's c_scale 0.03 was chosen on seeds
+#: 3,000,000+ (search 22.9 against 20.2 at 0.1 and 20.0 at 0.01, 16 episodes each), not on the
+#: expert table's seeds (docs/notes/2026-12-03-minatar-longer-networks.md).
 GAME_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "asterix": {"network": {}, "expert": {}, "shift": {"difficulty_ramping": True}},
-    "breakout": {"network": {}, "expert": {}, "shift": {"sticky_action_prob": 0.3}},
+    "breakout": {"network": {"total_steps": 15_000_000}, "expert": {}, "shift": {"sticky_action_prob": 0.3}},
     "freeway": {"network": {}, "expert": {}, "shift": {"sticky_action_prob": 0.3}},
-    "seaquest": {"network": {"gamma": 0.999}, "expert": {}, "shift": {"difficulty_ramping": True}},
+    "seaquest": {"network": {"gamma": 0.999, "total_steps": 15_000_000}, "expert": {"c_scale": 0.03},
+                 "shift": {"difficulty_ramping": True}},
     "space_invaders": {"network": {}, "expert": {}, "shift": {"difficulty_ramping": True}},
 }
 

@@ -45,7 +45,7 @@ class NetConfig:
     hidden, layers: the MLP on the flattened frame (gymnax-blines' MinAtar PPO network; on
     breakout at 2 M steps it played 7.0 greedy where MinAtar's 16-filter convolution played
     5.9, docs/notes/2026-12-02-minatar-network-and-readable-decision.md). The budget is 5 M
-    steps for every game (5-10 min on one thread here).
+    steps (5-10 min on one thread here), 15 M for breakout and seaquest (16 and 27 min).
     max_episode_steps: an episode is cut there during training (a cut is treated as a
     terminal). sticky_action_prob, difficulty_ramping: the training configuration.
     """
