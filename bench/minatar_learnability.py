@@ -26,6 +26,7 @@ import argparse
 from multiprocessing import get_context
 
 import numpy as np
+import yaml
 import torch
 import torch.nn.functional as F
 
@@ -105,12 +106,14 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=16)
     p.add_argument("--procs", type=int, default=2)
     p.add_argument("--data", default="data")
+    p.add_argument("--expert", default=None, help="search settings over the game's defaults, e.g. '{score_bin: 1.0}'")
     a = p.parse_args()
     torch.set_num_threads(1)
     with get_context("spawn").Pool(a.procs) as pool:
         for game in a.games.split(","):
             dm = MinAtarDataModule(game=game, n_train_episodes=a.episodes, n_val_episodes=a.val_episodes,
-                                   workers=a.procs, data_dir=a.data, variant="bc")
+                                   workers=a.procs, data_dir=a.data, variant="bc",
+                                   expert=yaml.safe_load(a.expert) if a.expert else None)
             dm.prepare_data()
             dm.setup()
             model, acc, majority = clone(game, dm, a.steps)

@@ -108,7 +108,7 @@ class MinAtarDataModule(ProcedureDataModule):
     # root blocks then the PV; 7: binned scores decide, the running best shifted one block; 8: every root
     # action's score bin in one block, then the decision, then the PV
 
-    def __init__(self, game: str = "breakout", n_train_episodes: int = 32, n_val_episodes: int = 1,
+    def __init__(self, game: str = "breakout", n_train_episodes: int = 128, n_val_episodes: int = 1,
                  max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
                  shift: dict[str, Any] | None = None, expert: dict[str, Any] | None = None,
                  network: dict[str, Any] | None = None,
