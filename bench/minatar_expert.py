@@ -79,8 +79,8 @@ def main() -> None:
     p.add_argument("--uct-episodes", type=int, default=4)
     p.add_argument("--max-steps", type=int, default=400)
     p.add_argument("--seed", type=int, default=SEED,
-                   help="first seed; the table's is 2,000,500. Choose expert settings on another range "
-                        "(e.g. 3,000,000) and report on this one")
+                   help="first seed; the table's is 2,000,500. Choose expert settings on a range no suite, "
+                        "data or table uses (4,000,000+) and report on this one")
     p.add_argument("--data", default="data", help="where the networks are cached (conf/minatar.yaml's data_dir)")
     p.add_argument("--procs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--markdown", action="store_true", help="also print the table's markdown rows")
