@@ -27,8 +27,8 @@ SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000, "heldout_shift"
 #: shifted configuration of the ``heldout_shift`` suite. Seaquest's discount 0.999: its
 #: search expert scored 9.0 with it and 4.8 with 0.99; the other games scored higher with 0.99
 #: (docs/notes/2026-12-02-minatar-network-and-readable-decision.md). Breakout and seaquest
-#: train 15 M steps (16 and 27 min on one thread): at 5 M their networks lost the ball at
-#: 21-24 points and ran out of oxygen, and the search could not make up for it (breakout 14.0,
+#: train 15 M steps (16 and 27 min on one thread): at 5 M breakout's network lost the ball at
+#: 21-24 points, and the search could not make up for it on either game (breakout 14.0,
 #: seaquest 9.0; at 15 M 29.0 and about 20). Seaquest's c_scale 0.03 scored highest on seeds
 #: 4,000,000+, which no suite, data or table uses (search 20.8 against 19.5 at 0.1 and 19.6 at
 #: 0.01, 16 episodes each), and on 3,000,000+ (docs/notes/2026-12-03-minatar-longer-networks.md).
