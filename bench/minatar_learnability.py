@@ -26,9 +26,9 @@ import argparse
 from multiprocessing import get_context
 
 import numpy as np
-import yaml
 import torch
 import torch.nn.functional as F
+import yaml
 
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar.env import GAMES, N_CHANNELS, make_env, tokens_to_frame

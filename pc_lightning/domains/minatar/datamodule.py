@@ -115,7 +115,7 @@ class MinAtarDataModule(ProcedureDataModule):
                  n_val_env_episodes: int = 8, n_heldout_episodes: int = 16, train_eval_episodes: int = 4,
                  seed: int = 0, workers: int = 2, net_threads: int | None = None,
                  variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 8,
-                 batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
+                 batch_size: int = 128, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
                  action_weight: float = 50.0, frame_weight: float = 1.0, suites: list[str] | None = None) -> None:
         super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
                          batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment,
