@@ -107,13 +107,15 @@ def main() -> None:
     p.add_argument("--procs", type=int, default=2)
     p.add_argument("--data", default="data")
     p.add_argument("--expert", default=None, help="search settings over the game's defaults, e.g. '{score_bin: 1.0}'")
+    p.add_argument("--network", default=None, help="network settings over the game's defaults, e.g. '{total_steps: 15000000}'")
     a = p.parse_args()
     torch.set_num_threads(1)
     with get_context("spawn").Pool(a.procs) as pool:
         for game in a.games.split(","):
             dm = MinAtarDataModule(game=game, n_train_episodes=a.episodes, n_val_episodes=a.val_episodes,
                                    workers=a.procs, data_dir=a.data, variant="bc",
-                                   expert=yaml.safe_load(a.expert) if a.expert else None)
+                                   expert=yaml.safe_load(a.expert) if a.expert else None,
+                                   network=yaml.safe_load(a.network) if a.network else None)
             dm.prepare_data()
             dm.setup()
             model, acc, majority = clone(game, dm, a.steps)
