@@ -72,6 +72,13 @@ def episode(args: tuple) -> tuple[float, int, float]:
     return ret, steps, thinking
 
 
+def shift(arg: str | None, game_shift: dict) -> dict:
+    """The configuration changes ``--shift`` asks for: none, the game's (bare flag), or its YAML value."""
+    if arg is None:
+        return {}
+    return dict(game_shift) if arg == "" else dict(yaml.safe_load(arg))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--games", default=",".join(GAMES))
@@ -87,9 +94,10 @@ def main() -> None:
     p.add_argument("--expert", default=None, help="search settings over the defaults, e.g. '{simulations: 128}'")
     p.add_argument("--network", default=None, help="network settings over the game's defaults, e.g. '{gamma: 0.999}'")
     p.add_argument("--only", default=None, help="comma-separated policies to run (default: all)")
-    p.add_argument("--shift", action="store_true",
+    p.add_argument("--shift", nargs="?", const="", default=None,
                    help="play the game's shifted configuration (the heldout_shift suite's, GAME_DEFAULTS) instead of "
-                        "the training one: how much of a learner's drop under the shift the expert shares")
+                        "the training one: how much of a learner's drop under the shift the expert shares; with a "
+                        "YAML value, that shift instead, e.g. --shift '{difficulty_ramping: true}'")
     a = p.parse_args()
     rows = []
     with get_context("spawn").Pool(a.procs) as pool:
@@ -103,7 +111,7 @@ def main() -> None:
             if a.only:
                 policies = {k: v for k, v in policies.items() if k in a.only.split(",")}
             env_config = {"sticky_action_prob": dm.sticky_action_prob, "difficulty_ramping": dm.difficulty_ramping,
-                          **(dm.shift if a.shift else {})}
+                          **shift(a.shift, dm.shift)}
             jobs = [(name, (game, name, a.seed + i, a.max_steps, net, dm.expert, env_config))
                     for name, n in policies.items() for i in range(n)]
             out = pool.map(episode, [j for _, j in jobs])

@@ -34,6 +34,27 @@ def test_config_parses_and_selects_on_validation(name, tmp_path):
     assert not (tmp_path / "data").exists(), "parsing a config generates no data"
 
 
+GAME_OVERLAYS = sorted(p.name for p in (ROOT / "conf" / "minatar").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("variant", ["minatar", "minatar_bc", "minatar_aux_bc"])
+@pytest.mark.parametrize("overlay", GAME_OVERLAYS)
+def test_game_overlay_applies_to_every_variant(variant, overlay, tmp_path):
+    """conf/minatar/<game>.yaml on top of any MinAtar variant: that game, the variant kept, and
+    the same model and budget whichever the variant."""
+    cli = build_cli(["--config", f"conf/{variant}.yaml", "--config", f"conf/minatar/{overlay}",
+                     "--data.init_args.data_dir", str(tmp_path / "data"),
+                     "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")], run=False)
+    assert cli.datamodule.game == Path(overlay).stem
+    assert cli.model.variant.name == (variant.partition("_")[2] or "pc")
+    base = build_cli(["--config", "conf/minatar.yaml", "--config", f"conf/minatar/{overlay}",
+                      "--data.init_args.data_dir", str(tmp_path / "data"),
+                      "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")], run=False)
+    assert cli.trainer.max_steps == base.trainer.max_steps
+    assert {k: v for k, v in cli.model.hparams.items() if k != "variant"} == \
+        {k: v for k, v in base.model.hparams.items() if k != "variant"}
+
+
 @pytest.mark.parametrize("config,tiny", [("maze", TINY), ("minatar", TINY_MINATAR), ("sweep", TINY_SWEEP)])
 def test_fast_dev_run_in_process(config, tiny, tmp_path):
     """Lightning's fast_dev_run: two training and two validation batches, then the rollout
