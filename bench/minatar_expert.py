@@ -112,7 +112,8 @@ def main() -> None:
                 policies = {k: v for k, v in policies.items() if k in a.only.split(",")}
             env_config = {"sticky_action_prob": dm.sticky_action_prob, "difficulty_ramping": dm.difficulty_ramping,
                           **shift(a.shift, dm.shift)}
-            jobs = [(name, (game, name, a.seed + i, a.max_steps, net, dm.expert, env_config))
+            max_steps = env_config.pop("max_episode_steps", a.max_steps)  # a shift may set its own horizon
+            jobs = [(name, (game, name, a.seed + i, max_steps, net, dm.expert, env_config))
                     for name, n in policies.items() for i in range(n)]
             out = pool.map(episode, [j for _, j in jobs])
             by: dict[str, list] = {}

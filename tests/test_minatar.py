@@ -148,6 +148,30 @@ def test_labels_are_deterministic():
     assert np.array_equal(codec.encode_procedure(first.search(twin), frame_tokens(twin.state())), blocks)
 
 
+def test_shift_may_set_its_own_horizon(tmp_path, monkeypatch):
+    """``shift.max_episode_steps`` runs heldout_shift past the training horizon (and then
+    reports no fraction of the training episodes' return); the other suites keep theirs; an
+    unknown shift key is named."""
+    dm = MinAtarDataModule(game="space_invaders", data_dir=str(tmp_path), max_episode_steps=5,
+                           shift={"difficulty_ramping": True, "max_episode_steps": 12})
+    monkeypatch.setattr(dm, "net_path", lambda: tmp_path / "net.pt")  # episodes need no network
+    monkeypatch.setattr(dm, "expert_return", lambda: 7.0)
+    suites = dm.eval_suites()
+    shifted, heldout = suites["heldout_shift"], suites["heldout"]
+    assert (heldout.max_steps, heldout.difficulty_ramping, heldout.expert_return) == (5, False, 7.0)
+    assert (shifted.max_steps, shifted.difficulty_ramping, shifted.expert_return) == (12, True, None)
+    for suite, horizon in ((heldout, 5), (shifted, 12)):
+        episodes = suite.episodes()
+        while not episodes.done.all():
+            idx = np.flatnonzero(~episodes.done)
+            episodes.step(idx, np.zeros(len(idx), dtype=np.int64))  # no-op: space_invaders' aliens need long to kill
+        stats = episodes.stats()
+        assert stats["episode_length"].max() == horizon
+        assert ("return_frac_expert" in stats) == (suite is heldout)
+    with pytest.raises(ValueError, match="max_steps"):
+        MinAtarDataModule(game="breakout", data_dir=str(tmp_path), shift={"max_steps": 10})
+
+
 TINY_NET = NetConfig(total_steps=512, n_envs=4, n_steps=32, minibatches=2, epochs=1)
 
 
