@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from pc_lightning.domains.minatar import MinAtarDataModule
-from pc_lightning.domains.minatar.env import N_CHANNELS, make_env
+from pc_lightning.domains.minatar.env import N_CHANNELS, make_env, play_episode
 from pc_lightning.domains.minatar.network import load_net
 from pc_lightning.domains.minatar.search import GuidedSearch, SearchConfig
 
@@ -85,7 +85,7 @@ class Clone(torch.nn.Module):
         return self.net(torch.cat([x, t], 1) if self.timed else x)  # (B, A) logits
 
 
-def play(args: tuple) -> float:
+def clone_episode(args: tuple) -> float:
     """Return of the clone (a state dict) on one unseen seed, greedy, training configuration."""
     game, state, timed, seed, max_steps = args
     torch.set_num_threads(1)
@@ -94,16 +94,13 @@ def play(args: tuple) -> float:
     model = Clone(N_CHANNELS[game], len(names) * TIMER_MAX, len(actions), timed)
     model.load_state_dict(state)
     model.eval()
-    ret = 0.0
-    for _ in range(max_steps):
-        with torch.no_grad():
-            x = torch.from_numpy(env.state().astype(np.float32))[None]
-            a = int(model(x, torch.from_numpy(timers(env, names))[None]).argmax())
-        r, terminal = env.act(actions[a])
-        ret += float(r)
-        if terminal:
-            break
-    return ret
+
+    @torch.no_grad()
+    def decide() -> int:
+        x = torch.from_numpy(env.state().astype(np.float32))[None]
+        return actions[int(model(x, torch.from_numpy(timers(env, names))[None]).argmax())]
+
+    return play_episode(env, decide, max_steps)
 
 
 def main() -> None:
@@ -150,7 +147,7 @@ def main() -> None:
                     sub = slice(0, 10_000)
                     acc_tr = float((model(x_tr[sub], t_tr[sub]).argmax(-1) == y_tr[sub]).float().mean())
                 state = {k: v.clone() for k, v in model.state_dict().items()}
-                rets = pool.map(play, [(game, state, timed, EVAL_SEED + i, a.max_steps) for i in range(a.eval_episodes)])
+                rets = pool.map(clone_episode, [(game, state, timed, EVAL_SEED + i, a.max_steps) for i in range(a.eval_episodes)])
                 print(f"{game} {'frame + timers' if timed else 'frame alone   '}: {len(x_tr)} states; accuracy "
                       f"train {acc_tr:.3f}, validation {acc_va:.3f}; clone return {np.mean(rets):.2f} "
                       f"± {np.std(rets, ddof=1) / np.sqrt(len(rets)):.2f}", flush=True)

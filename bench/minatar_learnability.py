@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import yaml
 
 from pc_lightning.domains.minatar import MinAtarDataModule
-from pc_lightning.domains.minatar.env import GAMES, N_CHANNELS, make_env, tokens_to_frame
+from pc_lightning.domains.minatar.env import GAMES, N_CHANNELS, make_env, play_episode, tokens_to_frame
 from pc_lightning.domains.minatar.network import PolicyValueNet, frames_to_tensor, load_net
 from pc_lightning.domains.minatar.search import GuidedSearch, SearchConfig
 
@@ -88,13 +88,7 @@ def episode(args: tuple) -> float:
         def decide() -> int:
             with torch.no_grad():
                 return actions[int(model(frames_to_tensor(env.state()[None]))[0].argmax())]
-    ret = 0.0
-    for _ in range(400):
-        r, terminal = env.act(decide())
-        ret += float(r)
-        if terminal:
-            break
-    return ret
+    return play_episode(env, decide, 400)
 
 
 def main() -> None:

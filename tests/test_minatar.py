@@ -8,8 +8,8 @@ from conftest import ROOT  # noqa: F401  (tests run from the repository root)
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar import network
 from pc_lightning.domains.minatar.codec import COL_ACTION, COL_DECISION, COL_END, SCORE_BINS, Codec
-from pc_lightning.domains.minatar.env import GAMES, N_CHANNELS, frame_tokens, make_env, minatar_actions, restore, \
-    snapshot, tokens_to_frame
+from pc_lightning.domains.minatar.env import ACTION_NAMES, GAMES, N_CHANNELS, frame_tokens, make_env, minatar_actions, \
+    play_episode, restore, snapshot, tokens_to_frame
 from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
 from pc_lightning.domains.minatar.network import NetConfig, get_net, load_net, net_path
 from pc_lightning.domains.minatar.search import GuidedSearch, PVStep, RootAction, SearchConfig, SearchResult
@@ -146,6 +146,18 @@ def test_labels_are_deterministic():
     twin = make_env("breakout", seed=7)
     play(twin, [0, 1, 1, 3, 0, 3])
     assert np.array_equal(codec.encode_procedure(first.search(twin), frame_tokens(twin.state())), blocks)
+
+
+def test_play_episode_stops_at_the_horizon_or_the_end():
+    """``play_episode`` sums the rewards of the actions it takes and stops at max_steps or at the game's end."""
+    up = ACTION_NAMES.index("u")
+    env, twin = make_env("freeway", seed=0), make_env("freeway", seed=0)
+    ret = play_episode(env, lambda: up, 150)
+    rewards = [twin.act(up)[0] for _ in range(150)]
+    assert ret == sum(rewards) > 1  # seed 0: always up crosses more than once in 150 steps
+    assert np.array_equal(env.state(), twin.state())  # exactly 150 actions taken
+    lost = make_env("breakout", seed=3)
+    assert play_episode(lost, lambda: 0, 10_000) == 0.0 and lost.env.terminal  # never moving, the ball is lost
 
 
 def test_shift_may_set_its_own_horizon(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ since the games mutate inner lists; numpy arrays copied), which is ~100x cheaper
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from minatar import Environment
@@ -88,3 +88,15 @@ def frame_tokens(state: np.ndarray) -> np.ndarray:
 def tokens_to_frame(tokens: np.ndarray, n_channels: int) -> np.ndarray:
     """Inverse of :func:`frame_tokens`: (..., 10, 10) -> (..., 10, 10, C) bool."""
     return ((np.asarray(tokens)[..., None] >> np.arange(n_channels)) & 1).astype(bool)
+
+
+def play_episode(env: Environment, decide: Callable[[], int], max_steps: int) -> float:
+    """Play ``env`` from its current state, acting ``decide()`` (a MinAtar action id, read from
+    the environment as it stands) until the game ends or ``max_steps`` actions; the return."""
+    ret = 0.0
+    for _ in range(max_steps):
+        r, terminal = env.act(decide())
+        ret += float(r)
+        if terminal:
+            break
+    return ret
