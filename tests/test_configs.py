@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT, TINY
 from pc_lightning.cli import build_cli
@@ -45,7 +46,9 @@ def test_game_overlay_applies_to_every_variant(variant, overlay, tmp_path):
     cli = build_cli(["--config", f"conf/{variant}.yaml", "--config", f"conf/minatar/{overlay}",
                      "--data.init_args.data_dir", str(tmp_path / "data"),
                      "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")], run=False)
-    assert cli.datamodule.game == Path(overlay).stem
+    declared = yaml.safe_load((ROOT / "conf" / "minatar" / overlay).read_text())
+    assert cli.datamodule.game == declared["data.init_args.game"]
+    assert cli.datamodule.procedure == declared.get("data.init_args.procedure", "search")
     assert cli.model.variant.name == (variant.partition("_")[2] or "pc")
     base = build_cli(["--config", "conf/minatar.yaml", "--config", f"conf/minatar/{overlay}",
                       "--data.init_args.data_dir", str(tmp_path / "data"),

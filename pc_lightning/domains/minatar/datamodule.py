@@ -12,7 +12,12 @@ import numpy as np
 from pc_lightning.data import ProcedureDataModule, ProcedureRecords
 from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.minatar.codec import H, W, Codec
+from minatar import Environment
+
 from pc_lightning.domains.minatar.env import N_ACTIONS, check_game, frame_tokens, make_env
+from pc_lightning.domains.minatar.flight import BrickLayout, plan
+from pc_lightning.domains.minatar.flight_codec import FlightCodec
+from pc_lightning.domains.minatar.flight_suite import FlightSuite
 from pc_lightning.domains.minatar.network import NetConfig, get_net, load_net, net_path
 from pc_lightning.domains.minatar.search import GuidedSearch, SearchConfig
 from pc_lightning.domains.minatar.suite import MinAtarSuite
@@ -46,7 +51,12 @@ GAME_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 #: suite uses them), BC seed 0 of conf/minatar/space_invaders.yaml and the search, 1,000
 #: decisions: ramping lowered BC from 88.0 to 57.4 and the search from 173.3 to 159.0
 #: (docs/notes/2026-12-03-minatar-hidden-state.md).
-SHIFT_KEYS = ("sticky_action_prob", "difficulty_ramping", "max_episode_steps")
+SHIFT_KEYS = ("sticky_action_prob", "difficulty_ramping", "max_episode_steps", "bricks")
+#: The procedures: ``search`` (the guided search, every game) and ``flight`` (breakout: the
+#: ball's imagined flight, :mod:`.flight`), with the flight's default shift, a brick layout
+#: never trained on.
+PROCEDURES = ("search", "flight")
+FLIGHT_SHIFT: dict[str, Any] = {"bricks": "holes"}
 
 
 def expert_episode(game: str, seed: int, group: int, sticky_action_prob: float, difficulty_ramping: bool,
@@ -75,7 +85,33 @@ def expert_episode(game: str, seed: int, group: int, sticky_action_prob: float, 
             "return": ret, "length": steps}
 
 
+def flight_episode(seed: int, group: int, sticky_action_prob: float, difficulty_ramping: bool,
+                   max_steps: int) -> dict[str, Any]:
+    """One episode of breakout's flight expert (standard bricks): every state with its
+    procedure and action, and the return."""
+    codec = FlightCodec()
+    env = make_env("breakout", seed, sticky_action_prob, difficulty_ramping)
+    scratch = Environment("breakout", sticky_action_prob=0.0)
+    states, procedures, actions = [], [], []
+    ret, steps = 0.0, 0
+    for _ in range(max_steps):
+        flight = plan(env, scratch)
+        states.append(codec.encode_state(flight.frames[0]))
+        procedures.append(codec.encode_procedure(flight))
+        actions.append(flight.action)
+        r, terminal = env.act(flight.action)
+        ret += float(r)
+        steps += 1
+        if terminal:
+            break
+    return {"states": states, "procedures": procedures, "actions": actions, "groups": [group] * steps,
+            "return": ret, "length": steps}
+
+
 def _run(kwargs: dict[str, Any]) -> dict[str, Any]:
+    if kwargs.pop("procedure") == "flight":
+        return flight_episode(**{k: kwargs[k] for k in ("seed", "group", "sticky_action_prob",
+                                                        "difficulty_ramping", "max_steps")})
     return expert_episode(**kwargs)
 
 
@@ -84,6 +120,12 @@ class MinAtarDataModule(ProcedureDataModule):
 
     Args:
         game: asterix | breakout | freeway | seaquest | space_invaders.
+        procedure: ``search`` (the guided search's verdicts, decision and PV; every game) or
+            ``flight`` (breakout only: the ball's flight imagined on the simulator frame by
+            frame, then the move towards where the paddle returns it; no network). With
+            ``flight`` every learner's state shows the ball's direction and strike flag,
+            which MinAtar's frame hides (:mod:`.flight`), and the default shift is a brick
+            layout never trained on (``holes``).
         n_train_episodes, n_val_episodes: expert episodes (every decision is a record).
         max_episode_steps: decisions per episode, for the expert's data and for evaluation.
         sticky_action_prob, difficulty_ramping: the training configuration (MinAtar's sticky
@@ -91,7 +133,11 @@ class MinAtarDataModule(ProcedureDataModule):
         shift: the ``heldout_shift`` suite's changes to that configuration (default: per game,
             :data:`GAME_DEFAULTS`): ``sticky_action_prob``, ``difficulty_ramping``, and
             ``max_episode_steps`` (that suite's horizon; where it differs from the training
-            episodes' it reports no ``return_frac_expert``).
+            episodes' it reports no ``return_frac_expert``), and in breakout ``bricks``: a
+            layout family (``holes``, ``thick``, ``random``) or a dict of
+            :class:`~.flight.BrickLayout`'s fields (``family``, ``rows``, ``density``,
+            ``bricks``: an explicit 10 x 10 0/1 map). Flight suites score
+            ``return_frac_expert`` against the expert on the same episodes.
         expert: search settings over the game's defaults (see :class:`SearchConfig`).
         network: the policy/value network's PPO settings over the game's defaults (see
             :class:`NetConfig`; ``total_steps`` is its training budget). It is trained once
@@ -117,7 +163,7 @@ class MinAtarDataModule(ProcedureDataModule):
     # root blocks then the PV; 7: binned scores decide, the running best shifted one block; 8: every root
     # action's score bin in one block, then the decision, then the PV
 
-    def __init__(self, game: str = "breakout", n_train_episodes: int = 128, n_val_episodes: int = 1,
+    def __init__(self, game: str = "breakout", procedure: str = "search", n_train_episodes: int = 128, n_val_episodes: int = 1,
                  max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
                  shift: dict[str, Any] | None = None, expert: dict[str, Any] | None = None,
                  network: dict[str, Any] | None = None,
@@ -130,6 +176,11 @@ class MinAtarDataModule(ProcedureDataModule):
                          batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment,
                          suites=suites)
         self.game = check_game(game)
+        if procedure not in PROCEDURES:
+            raise ValueError(f"data.init_args.procedure must be one of {', '.join(PROCEDURES)}; got {procedure!r}")
+        if procedure == "flight" and game != "breakout":
+            raise ValueError(f"data.init_args.procedure flight is breakout's; got game {game!r}")
+        self.procedure = procedure
         if frame_weight < 0 or action_weight < 0:
             raise ValueError("data.action_weight and data.frame_weight must be >= 0, "
                              f"got {action_weight} and {frame_weight}")
@@ -139,10 +190,14 @@ class MinAtarDataModule(ProcedureDataModule):
         self.max_episode_steps = max_episode_steps
         self.sticky_action_prob = sticky_action_prob
         self.difficulty_ramping = difficulty_ramping
-        self.shift = dict(GAME_DEFAULTS[game]["shift"] if shift is None else shift)
+        default_shift = FLIGHT_SHIFT if procedure == "flight" else GAME_DEFAULTS[game]["shift"]
+        self.shift = dict(default_shift if shift is None else shift)
         unknown = set(self.shift) - set(SHIFT_KEYS)
         if unknown:
             raise ValueError(f"data.init_args.shift may set {', '.join(SHIFT_KEYS)}, not {sorted(unknown)}")
+        if "bricks" in self.shift and game != "breakout":
+            raise ValueError(f"data.init_args.shift.bricks is a breakout layout; got game {game!r}")
+        self.layout = BrickLayout.parse(self.shift["bricks"]) if "bricks" in self.shift else None
         self.expert = asdict(_config(SearchConfig, {**GAME_DEFAULTS[game]["expert"], **(expert or {})},
                                      "data.init_args.expert"))
         self.network = _config(NetConfig, {**GAME_DEFAULTS[game]["network"], **(network or {}),
@@ -158,6 +213,8 @@ class MinAtarDataModule(ProcedureDataModule):
 
     @property
     def spec(self) -> TokenSpec:
+        if self.procedure == "flight":
+            return FlightCodec().spec(self.action_weight, self.frame_weight)
         weights = self.codec.cell_weights(self.action_weight, frame=self.frame_weight)
         return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS, step_cell_weights=weights,
                          step_bits=self.codec.n_channels, step_shape=[H, W])
@@ -166,6 +223,10 @@ class MinAtarDataModule(ProcedureDataModule):
         return [SEED_BASE[split] + self.seed * 10_000 + i for i in range(n)]
 
     def generator_config(self, split: str) -> dict:
+        if self.procedure == "flight":
+            return {"procedure": "flight", "game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
+                    "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
+                    "ramping": self.difficulty_ramping}
         return {"game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
                 "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
                 "ramping": self.difficulty_ramping, "expert": self.expert, "net": self.network.digest(self.game)}
@@ -178,12 +239,12 @@ class MinAtarDataModule(ProcedureDataModule):
         return path
 
     def generate(self, split: str) -> ProcedureRecords:
-        net = str(self.net_path())
-        jobs = [dict(game=self.game, seed=s, group=g, sticky_action_prob=self.sticky_action_prob,
+        net = "" if self.procedure == "flight" else str(self.net_path())
+        jobs = [dict(procedure=self.procedure, game=self.game, seed=s, group=g, sticky_action_prob=self.sticky_action_prob,
                      difficulty_ramping=self.difficulty_ramping, max_steps=self.max_episode_steps, expert=self.expert,
                      net=net)
                 for g, s in enumerate(self.episode_seeds(split, self.n_episodes[split]))]
-        parts = run_jobs(_run, jobs, self.workers, f"search expert, {self.game} {split}", unit="episode",
+        parts = run_jobs(_run, jobs, self.workers, f"{self.procedure} expert, {self.game} {split}", unit="episode",
                          postfix=lambda p: {"ret": p["return"], "steps": p["length"]})
         returns = [p["return"] for p in parts]
         meta = {"game": self.game, "expert_return": float(np.mean(returns)), "expert_returns": [float(r) for r in returns],
@@ -197,12 +258,14 @@ class MinAtarDataModule(ProcedureDataModule):
             self.setup()
         return self.records["train"].meta.get("expert_return")
 
-    def eval_suites(self) -> dict[str, MinAtarSuite]:
+    def eval_suites(self) -> dict[str, MinAtarSuite | FlightSuite]:
+        if self._suites is None and self.procedure == "flight":
+            self._suites = self._flight_suites()
         if self._suites is None:
             base = dict(game=self.game, max_steps=self.max_episode_steps, expert=self.expert,
                         net=str(self.net_path()), expert_return=self.expert_return())
             train_cfg = dict(sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping)
-            shifted = {**train_cfg, **{k: v for k, v in self.shift.items() if k != "max_episode_steps"}}
+            shifted = {**train_cfg, **{k: v for k, v in self.shift.items() if k not in ("max_episode_steps", "bricks")}}
             horizon = self.shift.get("max_episode_steps", self.max_episode_steps)
             # a longer (or shorter) horizon than the training episodes': no fraction of their return
             shift_base = base if horizon == self.max_episode_steps else {**base, "max_steps": horizon,
@@ -213,12 +276,28 @@ class MinAtarDataModule(ProcedureDataModule):
                 "heldout": MinAtarSuite(seeds=self.episode_seeds("heldout", self.n_heldout_episodes),
                                         **train_cfg, **base),
                 "heldout_shift": MinAtarSuite(seeds=self.episode_seeds("heldout_shift", self.n_heldout_episodes),
-                                              **shifted, **shift_base),
+                                              **shifted, **shift_base, layout=self.layout),
             }
             if self.train_eval_episodes > 0:
                 self._suites["train_envs"] = MinAtarSuite(
                     seeds=self.episode_seeds("train", self.train_eval_episodes), **train_cfg, **base)
         return self._suites
+
+    def _flight_suites(self) -> dict[str, FlightSuite]:
+        """The flight procedure's suites; each scores against the expert on its own episodes."""
+        train_cfg = dict(sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping,
+                         max_steps=self.max_episode_steps)
+        shifted = {**train_cfg, **{k: v for k, v in self.shift.items() if k != "bricks"}}
+        shifted["max_steps"] = shifted.pop("max_episode_steps", self.max_episode_steps)
+        suites = {
+            "val_envs": FlightSuite(self.episode_seeds("val", self.n_val_env_episodes), **train_cfg),
+            "heldout": FlightSuite(self.episode_seeds("heldout", self.n_heldout_episodes), **train_cfg),
+            "heldout_shift": FlightSuite(self.episode_seeds("heldout_shift", self.n_heldout_episodes), **shifted,
+                                         layout=self.layout),
+        }
+        if self.train_eval_episodes > 0:
+            suites["train_envs"] = FlightSuite(self.episode_seeds("train", self.train_eval_episodes), **train_cfg)
+        return suites
 
 
 def _config(cls: type, values: dict[str, Any], key: str) -> Any:

@@ -39,11 +39,15 @@ def minatar_actions(game: str) -> list[int]:
     return list(_minimal_actions(check_game(game)))
 
 
-def make_env(game: str, seed: int, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False) -> Environment:
-    """A seeded MinAtar environment, reset."""
+def make_env(game: str, seed: int, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
+             layout: Any = None) -> Environment:
+    """A seeded MinAtar environment, reset; ``layout`` (breakout's
+    :class:`~pc_lightning.domains.minatar.flight.BrickLayout`, or None) sets its bricks."""
     env = Environment(check_game(game), sticky_action_prob=sticky_action_prob, difficulty_ramping=difficulty_ramping)
     env.seed(seed)
     env.reset()
+    if layout is not None:
+        layout.apply(env, seed)
     return env
 
 

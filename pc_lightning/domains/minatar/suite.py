@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from minatar import Environment
 from torch import Tensor
 
 from pc_lightning.domains.minatar.codec import Codec
 from pc_lightning.domains.minatar.env import frame_tokens, make_env
+from pc_lightning.domains.minatar.flight import BrickLayout
 from pc_lightning.domains.minatar.network import load_net
 from pc_lightning.domains.minatar.search import GuidedSearch, SearchConfig
 from pc_lightning.eval.pictures import labelled_grid
@@ -23,11 +25,13 @@ class MinAtarEpisodes(EpisodeBatch):
 
     An episode ends at the game's terminal state or after ``max_steps`` actions; ``stats``
     gives its return, and the return as a fraction of ``expert_return`` if one is known.
+    ``encode`` turns an environment into its state block; ``layout``: breakout's bricks.
     """
 
     def __init__(self, game: str, seeds: list[int], sticky_action_prob: float, difficulty_ramping: bool,
-                 max_steps: int, encode, expert_return: float | None = None) -> None:
-        self.envs = [make_env(game, s, sticky_action_prob, difficulty_ramping) for s in seeds]
+                 max_steps: int, encode: Callable[[Environment], np.ndarray], expert_return: float | None = None,
+                 layout: BrickLayout | None = None) -> None:
+        self.envs = [make_env(game, s, sticky_action_prob, difficulty_ramping, layout) for s in seeds]
         self.encode = encode
         self.max_steps = max_steps
         self.expert_return = expert_return
@@ -36,7 +40,7 @@ class MinAtarEpisodes(EpisodeBatch):
         self.steps = np.zeros(len(seeds), dtype=np.int64)
 
     def observe(self, idx: np.ndarray) -> np.ndarray:
-        return np.stack([self.encode(self.envs[i].state()) for i in idx])
+        return np.stack([self.encode(self.envs[i]) for i in idx])
 
     def step(self, idx: np.ndarray, actions: np.ndarray) -> None:
         for i, a in zip(idx, actions):
@@ -58,8 +62,9 @@ class MinAtarSuite(EvalSuite):
 
     def __init__(self, game: str, seeds: list[int], sticky_action_prob: float, difficulty_ramping: bool,
                  max_steps: int, expert: dict[str, Any], net: str, expert_return: float | None = None,
-                 n_probes: int = 8, animation_steps: int = 60) -> None:
+                 n_probes: int = 8, animation_steps: int = 60, layout: BrickLayout | None = None) -> None:
         self.game = game
+        self.layout = layout
         self.codec = Codec(game)
         self.seeds = seeds
         self.sticky_action_prob = sticky_action_prob
@@ -76,7 +81,8 @@ class MinAtarSuite(EvalSuite):
     def episodes(self, rank: int = 0, world_size: int = 1) -> MinAtarEpisodes:
         return MinAtarEpisodes(self.game, self.seeds[rank::world_size], self.sticky_action_prob,
                                self.difficulty_ramping, self.max_steps,
-                               lambda s: self.codec.encode_state(frame_tokens(s)), self.expert_return)
+                               lambda env: self.codec.encode_state(frame_tokens(env.state())), self.expert_return,
+                               self.layout)
 
     def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
         return self.codec.stop_fn(state, step)
@@ -88,7 +94,7 @@ class MinAtarSuite(EvalSuite):
             states, procs = [], []
             evaluate = load_net(Path(self.net)).evaluate
             for seed in self.seeds[rank::world_size][: self.n_probes]:
-                env = make_env(self.game, seed, self.sticky_action_prob, self.difficulty_ramping)
+                env = make_env(self.game, seed, self.sticky_action_prob, self.difficulty_ramping, self.layout)
                 rng = np.random.default_rng(seed)
                 actions = env.minimal_action_set()
                 for _ in range(int(rng.integers(0, 30))):
@@ -116,7 +122,7 @@ class MinAtarSuite(EvalSuite):
         """One episode of this suite's first seed played by ``module``: per step the real
         frame (left) and the frame the model imagines after its action (right; blank for BC).
         (T, 80, 164, 3) uint8."""
-        env = make_env(self.game, self.seeds[0], self.sticky_action_prob, self.difficulty_ramping)
+        env = make_env(self.game, self.seeds[0], self.sticky_action_prob, self.difficulty_ramping, self.layout)
         frames = []
         for _ in range(self.animation_steps):
             obs = self.codec.encode_state(frame_tokens(env.state()))
