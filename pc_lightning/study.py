@@ -153,7 +153,10 @@ class Study:
 
     def cells(self) -> list[Cell]:
         """Every cell, seed by seed: an interrupted study has whole grids of its first seeds."""
-        files = {variant: config_chain(Path(config)) for variant, config in self.variants.items()}
+        # a config stacked by the overrides (``--config overlay.yaml``) defines every cell too
+        stacked = [f for i, a in enumerate(self.overrides[:-1]) if a == "--config"
+                   for f in config_chain(Path(self.overrides[i + 1]))]
+        files = {variant: config_chain(Path(config)) + stacked for variant, config in self.variants.items()}
         out = []
         for seed in self.seeds:
             for variant, config in self.variants.items():

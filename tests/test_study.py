@@ -95,6 +95,24 @@ def test_the_minatar_study_selects_on_validation_returns_and_tests_the_shift():
     assert len(Study.load(ROOT / "conf/study/minatar.yaml", quick=True).cells()) == 2
 
 
+def test_the_flight_study_stacks_its_overlay_and_hashes_it(tmp_path):
+    s = Study.load(ROOT / "conf/study/minatar_flight.yaml")
+    assert s.metric == "heldout/return_frac_expert"
+    assert s.extra_metric == {"heldout_shift": "heldout_shift/return_frac_expert"}
+    cells = s.cells()
+    assert len(cells) == 3 * 2 * 3 and all(c.extras for c in cells)
+    overlay = ROOT / "conf/minatar/breakout_flight.yaml"
+    assert all(overlay in [f.resolve() for f in c.config_files] for c in cells)
+    # an edit of the stacked overlay changes every cell's digest (a finished cell is recomputed)
+    copy = tmp_path / "breakout_flight.yaml"
+    copy.write_text(overlay.read_text())
+    s.overrides[s.overrides.index("--config") + 1] = str(copy)
+    before = [c.digest for c in s.cells()]
+    copy.write_text(overlay.read_text() + "trainer.max_steps: 10\n")
+    assert all(a != b for a, b in zip(before, (c.digest for c in s.cells())))
+    assert len(Study.load(ROOT / "conf/study/minatar_flight.yaml", quick=True).cells()) == 2
+
+
 def test_a_tiny_study_killed_mid_way_completes_without_redoing_a_cell(tmp_path):
     """Two cells of a tiny grid, one at a time: kill -9 while the second runs, rerun the same
     command; the first is not computed again, and the table and the figure are written."""
