@@ -10,7 +10,7 @@ from pc_lightning.domains.minatar.env import make_env, restore, snapshot
 from pc_lightning.domains.minatar.flight import (CH_DOWN, CH_RIGHT, CH_STRIKE, LEFT, MAX_FLIGHT, NOOP, RIGHT,
                                                   BrickLayout, action_field, observe, plan)
 from pc_lightning.domains.minatar.flight_codec import ACTION, FLY, FlightCodec
-from pc_lightning.domains.minatar.flight_suite import FlightSuite, strike_frames
+from pc_lightning.domains.minatar.flight_suite import FlightSuite, block_kinds, strike_frames
 
 
 def states(seeds, steps=120, layout=None):
@@ -153,22 +153,35 @@ def test_codec_round_trip():
     for env in states(range(200, 208)):
         flight = plan(env)
         blocks = codec.encode_procedure(flight)
-        assert blocks.shape == (len(flight.frames) + 1, 11, 10)
+        assert blocks.shape == (len(flight.frames), 11, 10)  # f_1 .. f_k, then the decision
         assert np.array_equal(codec.decode_state(codec.encode_state(flight.frames[0])), flight.frames[0])
         for k, block in enumerate(blocks[:-1]):
             view = codec.decode_step(block)
-            assert view.field is None and np.array_equal(view.frame, flight.frames[k])
+            assert view.field is None and np.array_equal(view.frame, flight.frames[k + 1])
         view = codec.decode_step(blocks[-1])
-        assert np.array_equal(view.field, flight.field) and np.array_equal(view.frame, flight.frames[-1])
+        assert np.array_equal(view.field, flight.field) and not view.frame.any()
         stops = codec.stop_fn(None, torch.from_numpy(blocks)).tolist()
         assert stops == [False] * (len(blocks) - 1) + [True]
-        # the action is the field at the paddle's column in the last block
-        paddle = int(np.argmax(view.frame[9, :, 0]))
+        # the action is the field at the paddle's column
+        paddle = int(np.argmax(flight.frames[0][9, :, 0]))
         assert view.field[paddle] == flight.action
     bad = blocks[-1].copy()
     bad[10, 3] = FLY
     assert codec.decode_step(bad) is None
     assert ACTION + RIGHT < codec.step_vocab
+
+
+def test_block_kinds():
+    codec = FlightCodec()
+    env = make_env("breakout", 0, 0.0)
+    env.env.ball_x, env.env.ball_y, env.env.ball_dir = 4, 5, 0  # up-left towards the bricks (rows 1-3)
+    flight = plan(env)
+    blocks = codec.encode_procedure(flight)
+    kinds = block_kinds(codec.encode_state(flight.frames[0]), blocks, codec)
+    assert kinds[-1] == 3 and set(kinds[:-1]) == {1, 2}
+    struck = int(np.argmax(kinds == 2))  # the first strike frame: a brick is gone there
+    before, after = flight.frames[struck][..., 3].sum(), flight.frames[struck + 1][..., 3].sum()
+    assert after == before - 1
 
 
 def test_strike_frames():
@@ -231,5 +244,5 @@ def test_fit_flight_every_variant(cli, tmp_path, config):
         assert name in values, f"{name} not logged; got {sorted(values)}"
     assert "heldout/episode_real_left_imagined_right" in images(run_dir)
     if config != "minatar_bc":
-        assert "heldout/frame_acc_free" in values and "heldout/procedure_acc" in values
+        assert {"heldout/frame_acc_free", "heldout/decision_acc", "heldout/procedure_acc"} <= set(values)
     assert not list((tmp_path / "data").glob("minatar-net-*"))

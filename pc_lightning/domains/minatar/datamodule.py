@@ -224,7 +224,7 @@ class MinAtarDataModule(ProcedureDataModule):
 
     def generator_config(self, split: str) -> dict:
         if self.procedure == "flight":
-            return {"procedure": "flight", "game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
+            return {"procedure": "flight", "layout": 2, "game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
                     "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
                     "ramping": self.difficulty_ramping}
         return {"game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),

@@ -39,6 +39,12 @@ def strike_frames(frames: np.ndarray) -> np.ndarray:
     return gone | frames[..., 6].any((1, 2))
 
 
+def block_kinds(state: np.ndarray, procedure: np.ndarray, codec: FlightCodec) -> np.ndarray:
+    """Per block of a flight procedure (L,): 1 a free-flight frame, 2 a strike frame, 3 the decision."""
+    frames = codec.decode_state(np.concatenate([np.asarray(state)[None], procedure[:-1, :10]]))  # f_0 .. f_k
+    return np.concatenate([np.where(strike_frames(frames)[1:], 2, 1), [3]])
+
+
 class FlightSuite(EvalSuite):
     """Rollout episodes of breakout on ``seeds`` (sticky actions, ramping and brick ``layout``
     as given), scored against the flight expert on the same episodes, and probe states a few
@@ -96,33 +102,31 @@ class FlightSuite(EvalSuite):
         return self._probes[key]
 
     def procedure_accuracy(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor) -> np.ndarray:
-        """Per probe: the fraction of the expert's imagined frames (x_1 .. x_k) and its decision
-        block that the model generates exactly at the same position."""
-        return self._frame_hits(expert, generated, lengths, None)
+        """Per probe: the fraction of the expert's blocks (imagined frames and decision) that
+        the model generates exactly at the same position."""
+        return self._block_hits(expert, generated, lengths, None)
 
     def procedure_metrics(self, states: np.ndarray, expert: list[np.ndarray], generated: Tensor,
                           lengths: Tensor) -> dict[str, np.ndarray]:
         """``frame_acc_free`` and ``frame_acc_strike``: the imagined frames generated exactly,
         split by whether the expert's frame is free flight or shows a strike (NaN where a
-        probe has none of that kind)."""
-        return {"frame_acc_free": self._frame_hits(expert, generated, lengths, False),
-                "frame_acc_strike": self._frame_hits(expert, generated, lengths, True)}
+        probe has none of that kind); ``decision_acc``: the decision block generated exactly."""
+        return {"frame_acc_free": self._block_hits(expert, generated, lengths, 1, states),
+                "frame_acc_strike": self._block_hits(expert, generated, lengths, 2, states),
+                "decision_acc": self._block_hits(expert, generated, lengths, 3, states)}
 
-    def _frame_hits(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor,
-                    strike: bool | None) -> np.ndarray:
+    def _block_hits(self, expert: list[np.ndarray], generated: Tensor, lengths: Tensor, kind: int | None,
+                    states: np.ndarray | None = None) -> np.ndarray:
         gen = generated.cpu().numpy()
         out = np.full(len(expert), np.nan)
         for p, x in enumerate(expert):
-            idx = np.arange(1, len(x))  # the imagined frames and the decision block
-            if strike is not None:
-                frames = self.codec.decode_state(x[:-1, :10])  # f_0 .. f_k
-                kinds = strike_frames(frames)[1:]  # of f_1 .. f_k
-                idx = np.arange(1, len(x) - 1)[kinds == strike]
+            idx = np.arange(len(x))
+            if kind is not None:
+                idx = idx[block_kinds(states[p], x, self.codec) == kind]
             if len(idx) == 0:
                 continue
             n = int(lengths[p])
-            hits = [i < n and bool((gen[p, i] == x[i]).all()) for i in idx]
-            out[p] = float(np.mean(hits))
+            out[p] = float(np.mean([i < n and bool((gen[p, i] == x[i]).all()) for i in idx]))
         return out
 
     def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
@@ -142,8 +146,8 @@ class FlightSuite(EvalSuite):
             if gen is None and module.uses_procedure:
                 gen = module.generate_procedure(state, self.stop_fn, self.max_procedure_steps)
             imagined = np.zeros((80, 80, 3), dtype=np.uint8)
-            if gen is not None and int(gen.lengths[0]) > 0:
-                imagined = self.codec.frame_rgb(gen.steps[0, int(gen.lengths[0]) - 1, :10].cpu().numpy())
+            if gen is not None and int(gen.lengths[0]) > 1:  # the last imagined frame, before the decision
+                imagined = self.codec.frame_rgb(gen.steps[0, int(gen.lengths[0]) - 2, :10].cpu().numpy())
             frames.append(labelled_grid([(f"t={len(frames)}", [self.codec.frame_rgb(obs), imagined])],
                                         ["real", "landing (imagined)" if module.uses_procedure else "(BC: none)"],
                                         self.codec.colour_key()))
