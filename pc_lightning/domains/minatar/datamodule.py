@@ -1,5 +1,5 @@
-"""MinAtarDataModule: guided-search expert episodes on training seeds, rollout suites on unseen
-seeds and on a shifted game configuration."""
+"""MinAtarDataModule: expert episodes on training seeds (the guided search, or breakout's
+flight expert), rollout suites on unseen seeds and on a shifted game configuration."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from minatar import Environment
 
 from pc_lightning.data import ProcedureDataModule, ProcedureRecords
 from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.minatar.codec import H, W, Codec
-from minatar import Environment
-
 from pc_lightning.domains.minatar.env import N_ACTIONS, check_game, frame_tokens, make_env
 from pc_lightning.domains.minatar.flight import BrickLayout, plan
 from pc_lightning.domains.minatar.flight_codec import FlightCodec
@@ -153,7 +152,9 @@ class MinAtarDataModule(ProcedureDataModule):
         action_weight, frame_weight: loss weights of the cells the decision rests on (score
             bins and actions, 50) and of each frame cell (1); the rest of row 10 weighs 5
             (:meth:`Codec.cell_weights`). ``frame_weight: 0`` clones the scores and actions
-            but not the frames: an ablation of what the frames add.
+            but not the frames: an ablation of what the frames add. With ``flight``: row 10
+            (the block's kind and the move field) weighs ``action_weight`` per cell, a frame
+            cell ``frame_weight`` (:meth:`.flight_codec.FlightCodec.spec`).
         Others: see :class:`~pc_lightning.data.ProcedureDataModule`.
     """
 
@@ -163,8 +164,8 @@ class MinAtarDataModule(ProcedureDataModule):
     # root blocks then the PV; 7: binned scores decide, the running best shifted one block; 8: every root
     # action's score bin in one block, then the decision, then the PV
 
-    def __init__(self, game: str = "breakout", procedure: str = "search", n_train_episodes: int = 128, n_val_episodes: int = 1,
-                 max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
+    def __init__(self, game: str = "breakout", procedure: str = "search", n_train_episodes: int = 128,
+                 n_val_episodes: int = 1, max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
                  shift: dict[str, Any] | None = None, expert: dict[str, Any] | None = None,
                  network: dict[str, Any] | None = None,
                  n_val_env_episodes: int = 8, n_heldout_episodes: int = 16, train_eval_episodes: int = 4,
@@ -224,8 +225,8 @@ class MinAtarDataModule(ProcedureDataModule):
 
     def generator_config(self, split: str) -> dict:
         if self.procedure == "flight":
-            return {"procedure": "flight", "layout": 2, "game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
-                    "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
+            return {"procedure": "flight", "layout": 2, "game": self.game,
+                    "seeds": self.episode_seeds(split, self.n_episodes[split]), "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
                     "ramping": self.difficulty_ramping}
         return {"game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
                 "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
