@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from minatar import Environment
@@ -58,6 +58,27 @@ PROCEDURES = ("search", "flight")
 FLIGHT_SHIFT: dict[str, Any] = {"bricks": "holes"}
 
 
+Decide = Callable[[Environment], tuple[np.ndarray, np.ndarray, int]]
+
+
+def record_episode(env: Environment, decide: Decide, max_steps: int, group: int) -> dict[str, Any]:
+    """Play ``env`` with an expert until the game ends or ``max_steps`` decisions; ``decide(env)``
+    gives the state block, the procedure and the action. Every state's record and the return."""
+    states, procedures, actions = [], [], []
+    ret = 0.0
+    for _ in range(max_steps):
+        state, procedure, action = decide(env)
+        states.append(state)
+        procedures.append(procedure)
+        actions.append(action)
+        r, terminal = env.act(action)
+        ret += float(r)
+        if terminal:
+            break
+    return {"states": states, "procedures": procedures, "actions": actions, "groups": [group] * len(actions),
+            "return": ret, "length": len(actions)}
+
+
 def expert_episode(game: str, seed: int, group: int, sticky_action_prob: float, difficulty_ramping: bool,
                    max_steps: int, expert: dict[str, Any], net: str) -> dict[str, Any]:
     """One episode of the guided-search expert: every state with its procedure and action, and the return."""
@@ -67,21 +88,13 @@ def expert_episode(game: str, seed: int, group: int, sticky_action_prob: float, 
     codec = Codec(game)
     env = make_env(game, seed, sticky_action_prob, difficulty_ramping)
     planner = GuidedSearch(SearchConfig(**expert), env.minimal_action_set(), load_net(Path(net)).evaluate)
-    states, procedures, actions = [], [], []
-    ret, steps = 0.0, 0
-    for _ in range(max_steps):
+
+    def decide(env: Environment) -> tuple[np.ndarray, np.ndarray, int]:
         frame = frame_tokens(env.state())
         result = planner.search(env)
-        states.append(codec.encode_state(frame))
-        procedures.append(codec.encode_procedure(result, frame))
-        actions.append(result.action)
-        r, terminal = env.act(result.action)
-        ret += float(r)
-        steps += 1
-        if terminal:
-            break
-    return {"states": states, "procedures": procedures, "actions": actions, "groups": [group] * steps,
-            "return": ret, "length": steps}
+        return codec.encode_state(frame), codec.encode_procedure(result, frame), result.action
+
+    return record_episode(env, decide, max_steps, group)
 
 
 def flight_episode(seed: int, group: int, sticky_action_prob: float, difficulty_ramping: bool,
@@ -89,22 +102,13 @@ def flight_episode(seed: int, group: int, sticky_action_prob: float, difficulty_
     """One episode of breakout's flight expert (standard bricks): every state with its
     procedure and action, and the return."""
     codec = FlightCodec()
-    env = make_env("breakout", seed, sticky_action_prob, difficulty_ramping)
     scratch = Environment("breakout", sticky_action_prob=0.0)
-    states, procedures, actions = [], [], []
-    ret, steps = 0.0, 0
-    for _ in range(max_steps):
+
+    def decide(env: Environment) -> tuple[np.ndarray, np.ndarray, int]:
         flight = plan(env, scratch)
-        states.append(codec.encode_state(flight.frames[0]))
-        procedures.append(codec.encode_procedure(flight))
-        actions.append(flight.action)
-        r, terminal = env.act(flight.action)
-        ret += float(r)
-        steps += 1
-        if terminal:
-            break
-    return {"states": states, "procedures": procedures, "actions": actions, "groups": [group] * steps,
-            "return": ret, "length": steps}
+        return codec.encode_state(flight.frames[0]), codec.encode_procedure(flight), flight.action
+
+    return record_episode(make_env("breakout", seed, sticky_action_prob, difficulty_ramping), decide, max_steps, group)
 
 
 def _run(kwargs: dict[str, Any]) -> dict[str, Any]:
