@@ -27,6 +27,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from pc_lightning.data import ProcedureDataModule
+from pc_lightning.errors import ConfigError, config_error_line
 from pc_lightning.model import ProcedureCloner
 from pc_lightning.spec import TokenSpec
 
@@ -60,6 +61,19 @@ SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 
 
 class ProcedureCLI(LightningCLI):
+    def instantiate_classes(self) -> None:
+        """Lightning's, with a domain's :class:`~pc_lightning.errors.ConfigError` (raised while
+        its DataModule is built, where jsonargparse quotes it inside a Union error and a dump of
+        the arguments) raised again on its own, for :func:`main` to print as one line."""
+        try:
+            super().instantiate_classes()
+        except Exception as e:
+            line = config_error_line(e)
+            if line is None:
+                raise
+            key, _, message = line.partition(": ")
+            raise ConfigError(key, message) from None
+
     def before_instantiate_classes(self) -> None:
         """``--ckpt_path last``: resume the newest run of this config, logging into it.
 
@@ -223,7 +237,14 @@ def main(args: list[str] | None = None) -> None:
     ``summary`` (the chosen checkpoints of runs over seeds, :mod:`pc_lightning.summary`).
     Returns None: the script passes the return value to ``sys.exit``, where anything else
     would be a failure status."""
-    argv = sys.argv[1:] if args is None else args
+    try:
+        _main(sys.argv[1:] if args is None else args, args)
+    except ConfigError as e:  # a value the run cannot use: one line that names its key, as for a misspelled key
+        print(f"pc-lightning: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _main(argv: list[str], args: list[str] | None) -> None:
     if argv[:1] == ["study"]:
         from pc_lightning.study import main as study_main
 

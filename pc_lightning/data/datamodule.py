@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from pc_lightning.data.records import Augment, ProcedureDataset, ProcedureRecords, collate
 from pc_lightning.data.resume import ResumableLoader
+from pc_lightning.errors import ConfigError, at_least
 from pc_lightning.spec import TokenSpec, variant as get_variant
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class ProcedureDataModule(L.LightningDataModule):
                  suites: list[str] | None = None) -> None:
         super().__init__()
         self.variant = get_variant(variant, "model.variant")  # linked from the model by the CLI
+        at_least(1, chunk_blocks=chunk_blocks, batch_size=batch_size)
+        at_least(0, num_workers=num_workers)
         self.window = window
         self.n_layers = n_layers
         self.chunk_blocks = chunk_blocks
@@ -83,7 +86,7 @@ class ProcedureDataModule(L.LightningDataModule):
             return suites
         unknown = [n for n in self.suites if n not in suites]
         if unknown:
-            raise ValueError(f"data.init_args.suites: {unknown} not among this DataModule's suites {sorted(suites)}")
+            raise ConfigError("data.init_args.suites", f"{unknown} not among this DataModule's suites {sorted(suites)}")
         return {n: suites[n] for n in self.suites}
 
     # ------------------------------------------------------------ caching

@@ -13,6 +13,7 @@ from pc_lightning.domains.maze import codec
 from pc_lightning.domains.maze.env import N_ACTIONS, check_size, tunnel_maze
 from pc_lightning.domains.maze.expert import bfs_distances, bfs_procedure
 from pc_lightning.domains.maze.suite import MazeSuite, sample_goal_start
+from pc_lightning.errors import ConfigError, at_least, in_range
 from pc_lightning.spec import TokenSpec
 
 #: Maze seed ranges per split ("val" serves the teacher-forced validation data and the
@@ -82,7 +83,13 @@ class MazeDataModule(ProcedureDataModule):
                          suites=suites)
         check_size(size)
         if heldout_size is not None:
-            check_size(heldout_size)
+            check_size(heldout_size, "data.init_args.heldout_size")
+        at_least(1, n_train_mazes=n_train_mazes, trajectories_per_maze=trajectories_per_maze, n_val_mazes=n_val_mazes,
+                 val_trajectories_per_maze=val_trajectories_per_maze, n_val_env_mazes=n_val_env_mazes,
+                 val_env_episodes_per_maze=val_env_episodes_per_maze, n_heldout_mazes=n_heldout_mazes,
+                 heldout_episodes_per_maze=heldout_episodes_per_maze, workers=workers)
+        at_least(0, train_eval_episodes_per_maze=train_eval_episodes_per_maze, seed=seed)
+        in_range(0.0, 1.0, shortcut_prob=shortcut_prob)
         self.size = size
         self.heldout_size = heldout_size or size
         self.n_mazes = {"train": n_train_mazes, "val": n_val_mazes}
@@ -149,5 +156,6 @@ class MazeDataModule(ProcedureDataModule):
                 layouts.add(layout)
                 if len(seeds) == n:
                     return seeds, layouts
-        raise ValueError(f"found only {len(seeds)} {size}x{size} maze layouts for {split} that no earlier split "
-                         f"has, of {n} asked for: use larger mazes or fewer of them")
+        key = {"val": "n_val_env_mazes", "heldout": "n_heldout_mazes"}.get(split, f"n_{split}_mazes")
+        raise ConfigError(f"data.init_args.{key}", f"found only {len(seeds)} {size}x{size} maze layouts for {split} "
+                          f"that no earlier split has, of {n} asked for: use larger mazes or fewer of them")

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from pc_lightning.errors import ConfigError
+
 #: (row, col) offset of each action: up, down, left, right.
 ACTION_OFFSETS = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)], dtype=np.int64)
 N_ACTIONS = 4
 
 
-def check_size(size: int) -> None:
-    """Raise a clear error unless ``size`` is a valid tunnel-maze side (3k+1, k >= 2)."""
-    if size < 7 or (size - 1) % 3:
-        raise ValueError(f"maze size must be 3k+1 with k >= 2 (7, 10, 13, 16, ..., 31), got {size}")
+def check_size(size: int, key: str = "data.init_args.size") -> None:
+    """Raise a clear error, naming the config ``key``, unless ``size`` is a valid tunnel-maze
+    side (3k+1, k >= 2)."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 7 or (size - 1) % 3:
+        raise ConfigError(key, f"maze size must be 3k+1 with k >= 2 (7, 10, 13, 16, ..., 31); got {size!r}")
 
 
 def tunnel_maze(size: int, seed: int, shortcut_prob: float = 0.1) -> np.ndarray:

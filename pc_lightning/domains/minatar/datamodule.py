@@ -3,6 +3,7 @@ flight expert), rollout suites on unseen seeds and on a shifted game configurati
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +21,7 @@ from pc_lightning.domains.minatar.flight_suite import FlightSuite
 from pc_lightning.domains.minatar.network import NetConfig, get_net, load_net, net_path
 from pc_lightning.domains.minatar.search import GuidedSearch, SearchConfig
 from pc_lightning.domains.minatar.suite import MinAtarSuite
+from pc_lightning.errors import ConfigError, at_least, dataclass_from, in_range
 from pc_lightning.spec import TokenSpec
 
 #: Episode seed ranges per split (disjoint by construction; "val" serves the teacher-forced
@@ -182,13 +184,16 @@ class MinAtarDataModule(ProcedureDataModule):
                          suites=suites)
         self.game = check_game(game)
         if procedure not in PROCEDURES:
-            raise ValueError(f"data.init_args.procedure must be one of {', '.join(PROCEDURES)}; got {procedure!r}")
+            raise ConfigError("data.init_args.procedure", f"must be one of {', '.join(PROCEDURES)}; got {procedure!r}")
         if procedure == "flight" and game != "breakout":
-            raise ValueError(f"data.init_args.procedure flight is breakout's; got game {game!r}")
+            raise ConfigError("data.init_args.procedure", f"flight is breakout's; got game {game!r}")
         self.procedure = procedure
-        if frame_weight < 0 or action_weight < 0:
-            raise ValueError("data.action_weight and data.frame_weight must be >= 0, "
-                             f"got {action_weight} and {frame_weight}")
+        in_range(0.0, math.inf, action_weight=action_weight, frame_weight=frame_weight)
+        at_least(1, n_train_episodes=n_train_episodes, n_val_episodes=n_val_episodes,
+                 max_episode_steps=max_episode_steps, n_val_env_episodes=n_val_env_episodes,
+                 n_heldout_episodes=n_heldout_episodes, workers=workers)
+        at_least(0, train_eval_episodes=train_eval_episodes, seed=seed)
+        in_range(0.0, 1.0, sticky_action_prob=sticky_action_prob)
         self.action_weight, self.frame_weight = action_weight, frame_weight
         self.codec = Codec(game)
         self.n_episodes = {"train": n_train_episodes, "val": n_val_episodes}
@@ -199,13 +204,13 @@ class MinAtarDataModule(ProcedureDataModule):
         self.shift = dict(default_shift if shift is None else shift)
         unknown = set(self.shift) - set(SHIFT_KEYS)
         if unknown:
-            raise ValueError(f"data.init_args.shift may set {', '.join(SHIFT_KEYS)}, not {sorted(unknown)}")
+            raise ConfigError("data.init_args.shift", f"may set {', '.join(SHIFT_KEYS)}, not {sorted(unknown)}")
         if "bricks" in self.shift and game != "breakout":
-            raise ValueError(f"data.init_args.shift.bricks is a breakout layout; got game {game!r}")
+            raise ConfigError("data.init_args.shift.bricks", f"is a breakout layout; got game {game!r}")
         self.layout = BrickLayout.parse(self.shift["bricks"]) if "bricks" in self.shift else None
-        self.expert = asdict(_config(SearchConfig, {**GAME_DEFAULTS[game]["expert"], **(expert or {})},
+        self.expert = asdict(dataclass_from(SearchConfig, {**GAME_DEFAULTS[game]["expert"], **(expert or {})},
                                      "data.init_args.expert"))
-        self.network = _config(NetConfig, {**GAME_DEFAULTS[game]["network"], **(network or {}),
+        self.network = dataclass_from(NetConfig, {**GAME_DEFAULTS[game]["network"], **(network or {}),
                                            "sticky_action_prob": sticky_action_prob,
                                            "difficulty_ramping": difficulty_ramping}, "data.init_args.network")
         self.net_threads = net_threads
@@ -303,12 +308,3 @@ class MinAtarDataModule(ProcedureDataModule):
         if self.train_eval_episodes > 0:
             suites["train_envs"] = FlightSuite(self.episode_seeds("train", self.train_eval_episodes), **train_cfg)
         return suites
-
-
-def _config(cls: type, values: dict[str, Any], key: str) -> Any:
-    """``cls(**values)``, with an error that names the config key and the known fields."""
-    try:
-        return cls(**values)
-    except TypeError as e:
-        fields = sorted(cls.__dataclass_fields__)
-        raise ValueError(f"{key}: {e}; known settings: {fields}") from None

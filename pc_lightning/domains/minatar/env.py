@@ -14,6 +14,8 @@ from typing import Any, Callable
 import numpy as np
 from minatar import Environment
 
+from pc_lightning.errors import ConfigError
+
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 N_ACTIONS = 6  # MinAtar's full action set: n l u r d f
 ACTION_NAMES = ("n", "l", "u", "r", "d", "f")
@@ -23,9 +25,10 @@ N_CHANNELS = {"asterix": 4, "breakout": 4, "freeway": 7, "seaquest": 10, "space_
 _SHARED = {"random", "channels", "action_map", "ramping"}
 
 
-def check_game(game: str) -> str:
+def check_game(game: str, key: str = "data.init_args.game") -> str:
+    """``game``, or an error naming the config ``key`` unless it is one of :data:`GAMES`."""
     if game not in GAMES:
-        raise ValueError(f"unknown MinAtar game {game!r}; choose one of {GAMES}")
+        raise ConfigError(key, f"unknown MinAtar game {game!r}; choose one of {', '.join(GAMES)}")
     return game
 
 

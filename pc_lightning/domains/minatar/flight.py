@@ -26,6 +26,7 @@ import numpy as np
 from minatar import Environment
 
 from pc_lightning.domains.minatar.env import restore, snapshot
+from pc_lightning.errors import ConfigError
 
 #: Breakout's frame channels (paddle, ball, trail, brick) plus what the frame hides, set at
 #: the ball's cell: moving right, moving down, and the strike flag.
@@ -134,17 +135,17 @@ class BrickLayout:
     def __post_init__(self) -> None:
         key = "data.init_args.shift.bricks"
         if self.family not in LAYOUT_FAMILIES:
-            raise ValueError(f"{key}.family must be one of {', '.join(LAYOUT_FAMILIES)}; got {self.family!r}")
+            raise ConfigError(f"{key}.family", f"must be one of {', '.join(LAYOUT_FAMILIES)}; got {self.family!r}")
         lo, hi = (int(r) for r in self.rows)
         if not 1 <= lo <= hi <= 7:
-            raise ValueError(f"{key}.rows must be [first, last] with 1 <= first <= last <= 7; got {list(self.rows)}")
+            raise ConfigError(f"{key}.rows", f"must be [first, last] with 1 <= first <= last <= 7; got {list(self.rows)}")
         object.__setattr__(self, "rows", (lo, hi))
         if not 0.0 <= self.density <= 1.0:
-            raise ValueError(f"{key}.density must be in [0, 1]; got {self.density}")
+            raise ConfigError(f"{key}.density", f"must be in [0, 1]; got {self.density}")
         if self.family == "map":
             m = np.asarray(self.bricks if self.bricks is not None else [], dtype=np.int64)
             if m.shape != (10, 10) or not np.isin(m, (0, 1)).all() or m[8:].any() or m[0].any():
-                raise ValueError(f"{key}.bricks must be a 10 x 10 map of 0/1 with bricks only in rows 1-7")
+                raise ConfigError(f"{key}.bricks", "must be a 10 x 10 map of 0/1 with bricks only in rows 1-7")
             object.__setattr__(self, "bricks", tuple(tuple(int(v) for v in r) for r in m))
 
     @classmethod
@@ -157,7 +158,13 @@ class BrickLayout:
         if isinstance(value, str):
             return cls(family=value, rows=(1, 5) if value == "thick" else (1, 6) if value == "random" else (1, 3),
                        density=0.45 if value == "random" else 0.4)
-        return cls(**{k: tuple(v) if k == "rows" else v for k, v in dict(value).items()})
+        try:
+            return cls(**{k: tuple(v) if k == "rows" else v for k, v in dict(value).items()})
+        except (TypeError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError("data.init_args.shift.bricks", f"a family name ({', '.join(LAYOUT_FAMILIES)}) or a dict "
+                              f"of family, rows, density, bricks; got {value!r}") from None
 
     def bricks_for(self, seed: int) -> np.ndarray:
         """The (10, 10) float brick map of the episode with ``seed``."""

@@ -12,8 +12,9 @@ import numpy as np
 from pc_lightning.data import ProcedureDataModule, ProcedureRecords
 from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.sweep.codec import Codec, DihedralAugment
-from pc_lightning.domains.sweep.env import SweepConfig
+from pc_lightning.domains.sweep.env import SweepConfig, sample_configuration
 from pc_lightning.domains.sweep.suite import SweepSuite, play_expert
+from pc_lightning.errors import ConfigError, at_least, dataclass_from
 from pc_lightning.spec import TokenSpec
 
 #: Configuration seed ranges per split, disjoint by construction (and checked in ``eval_suites``).
@@ -28,6 +29,25 @@ def expert_episode(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"states": run["states"], "procedures": [codec.encode_procedure(p) for p in run["plans"]],
             "actions": [p.action.tolist() for p in run["plans"]], "groups": [kwargs["group"]] * len(run["plans"]),
             "solved": run["solved"], "steps": run["steps"]}
+
+
+def check_table(table: dict[str, Any] | None, n_particles: int) -> SweepConfig:
+    """The table of ``data.init_args.table`` (overrides of :class:`SweepConfig`), checked before
+    any episode is played: known fields, positive sizes, and room for ``n_particles`` (one
+    configuration is drawn), else a :class:`ConfigError` naming the key."""
+    key = "data.init_args.table"
+    cfg = dataclass_from(SweepConfig, table, key)
+    at_least(1, prefix=key, size=cfg.size, n_bowls=cfg.n_bowls, substeps=cfg.substeps, max_steps=cfg.max_steps)
+    for name in ("particle_radius", "effector_radius", "bowl_radius", "max_speed", "control_dt"):
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"{key}.{name}", f"must be > 0; got {getattr(cfg, name)!r}")
+    try:
+        sample_configuration(SEED_BASE["train"], n_particles, cfg)
+    except ValueError:  # the rejection sampler found no room, or the bowls' margins cross
+        raise ConfigError(key, f"a {cfg.size} x {cfg.size} table has no room for {cfg.n_bowls} bowls of radius "
+                          f"{cfg.bowl_radius}, {n_particles} particles and 2 effectors; use a larger size or fewer "
+                          "of them") from None
+    return cfg
 
 
 class SweepDataModule(ProcedureDataModule):
@@ -63,15 +83,16 @@ class SweepDataModule(ProcedureDataModule):
         super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
                          batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment,
                          suites=suites)
+        at_least(1, n_train_configs=n_train_configs, n_val_configs=n_val_configs, max_particles=max_particles,
+                 n_val_env_configs=n_val_env_configs, n_heldout_configs=n_heldout_configs, workers=workers)
+        at_least(0, train_eval_configs=train_eval_configs, seed=seed)
+        at_least(2, n_bins=n_bins)
         self.particles, self.shift_particles = tuple(particles), tuple(shift_particles)
         for key, (lo, hi) in (("particles", self.particles), ("shift_particles", self.shift_particles)):
             if not 1 <= lo <= hi <= max_particles:
-                raise ValueError(f"data.init_args.{key} must be [low, high] with 1 <= low <= high <= "
-                                 f"max_particles={max_particles}, got {[lo, hi]}")
-        try:
-            self.table = SweepConfig(**(table or {}))
-        except TypeError as e:
-            raise ValueError(f"data.init_args.table: {e} (fields: {', '.join(SweepConfig.__dataclass_fields__)})")
+                raise ConfigError(f"data.init_args.{key}", f"must be [low, high] with 1 <= low <= high <= "
+                                  f"max_particles={max_particles}; got {[lo, hi]}")
+        self.table = check_table(table, max(self.particles[1], self.shift_particles[1]))
         self.codec = Codec(self.table, max_particles)
         self.max_particles = max_particles
         self.n_configs = {"train": n_train_configs, "val": n_val_configs}
