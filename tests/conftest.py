@@ -43,3 +43,12 @@ def run_cli(args: list[str], tmp_path: Path, timeout: int = 300, env: dict[str, 
 @pytest.fixture
 def cli(tmp_path):
     return lambda args, **kw: run_cli(args, tmp_path, **kw)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that runs the command line in a subprocess (the ``cli`` fixture) is ``slow``,
+    beside the ones marked by hand (fits, studies, DDP): ``python -m pytest -m "not slow"``
+    is the fast subset."""
+    for item in items:
+        if "cli" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -147,6 +147,7 @@ def toy_records(n: int, seed: int) -> tuple[ProcedureRecords, np.ndarray]:
     return ProcedureRecords.from_lists(states, procs, ACTION_BINS.encode(uv).tolist(), list(range(n))), uv
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["pc", "bc"])
 def test_a_continuous_2d_action_trains_and_decodes_to_bin_centres(variant):
     spec = TokenSpec(state_vocab=1 + 2 * LEVELS, step_vocab=1 + 2 * LEVELS, action_vocab=ACTION_BINS.vocab,

@@ -2,6 +2,7 @@
 PC solves most episodes and BC few (about 40 s on 2 cores)."""
 
 import lightning as L
+import pytest
 
 from pc_lightning.domains.maze import MazeDataModule
 from pc_lightning.eval import PolicyWithMemory, run_episodes
@@ -27,6 +28,7 @@ def heldout_success(variant: str, data_dir: str, steps: int = 200) -> float:
     return float(stats["success_rate"].mean())
 
 
+@pytest.mark.slow
 def test_pc_beats_bc_on_heldout_mazes(tmp_path):
     pc = heldout_success("pc", str(tmp_path))
     bc = heldout_success("aug_bc", str(tmp_path))  # BC with PC's augmentation: the same data

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, TINY, run_cli
 
 
@@ -19,6 +21,7 @@ def _table(text: str) -> dict[str, str]:
     return rows
 
 
+@pytest.mark.slow
 def test_two_nodes_on_loopback_match_one_process(tmp_path):
     assert run_cli(["fit", "--config", "conf/maze.yaml", *TINY], tmp_path).returncode == 0
     ckpt = next((tmp_path / "runs").rglob("best.ckpt"))

@@ -80,6 +80,7 @@ def test_bad_variant_is_named():
         ProcedureDataset(records(), "dagger")
 
 
+@pytest.mark.slow
 def test_maze_data_is_cached_by_hash_and_parallel_equals_serial(tmp_path):
     from pc_lightning.domains.maze import MazeDataModule
 

@@ -2,6 +2,7 @@
 the uninterrupted run (same batches, same augmentations, same weights), and its
 TensorBoard log draws no step twice."""
 
+import pytest
 import torch
 
 from conftest import TINY, run_cli
@@ -16,6 +17,7 @@ def final_weights(root) -> dict[str, torch.Tensor]:
     return torch.load(ckpt, weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_ends_as_the_uninterrupted_one(tmp_path):
     # aug_bc: the loader's order and every example's augmentation must both continue
     args = [*RUN, "--model.variant", "aug_bc"]

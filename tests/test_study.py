@@ -113,6 +113,7 @@ def test_the_flight_study_stacks_its_overlay_and_hashes_it(tmp_path):
     assert len(Study.load(ROOT / "conf/study/minatar_flight.yaml", quick=True).cells()) == 2
 
 
+@pytest.mark.slow
 def test_a_tiny_study_killed_mid_way_completes_without_redoing_a_cell(tmp_path):
     """Two cells of a tiny grid, one at a time: kill -9 while the second runs, rerun the same
     command; the first is not computed again, and the table and the figure are written."""
@@ -154,6 +155,7 @@ def test_a_tiny_study_killed_mid_way_completes_without_redoing_a_cell(tmp_path):
     assert (tmp_path / "study" / "study_tiny.svg").is_file()
 
 
+@pytest.mark.slow
 def test_a_tiny_study_on_a_local_ray_instance(tmp_path):
     """--engine ray: the cell runs as a Ray task (on a local instance here, as on a cluster's
     nodes), records its result like a pooled cell, and a rerun finds it done."""

@@ -150,6 +150,7 @@ def test_splits_come_from_disjoint_seeds():
         SweepDataModule(shift_particles=(10, 14))
 
 
+@pytest.mark.slow
 def test_a_tiny_fit_through_the_cli(tmp_path):
     proc = run_cli(["fit", "--config", "conf/sweep.yaml", *TINY_SWEEP], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -167,6 +168,7 @@ def test_a_tiny_fit_through_the_cli(tmp_path):
     assert "the checkpoint chosen on val_envs/fraction_in_bowls" in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow
 def test_the_chosen_checkpoint_is_tested_under_ddp(tmp_path):
     """Two CPU processes: each runs its share of the test suites on the chosen checkpoint
     at the end of the fit, and the numbers are logged once, at the x of its validation."""
