@@ -51,7 +51,7 @@ def episode(args: tuple) -> tuple[float, int, float]:
         planner = GuidedSearch(SearchConfig(**expert), actions, model.evaluate)
         decide = (lambda: planner.search(env).action) if policy == "search" else (lambda: model.greedy(env.state()))
     elif policy == "uct":
-        from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig, UCT_GAME_DEFAULTS
+        from minatar_uct import MCTS, MCTSConfig, UCT_GAME_DEFAULTS  # beside this script
 
         uct = MCTS(MCTSConfig(**UCT_GAME_DEFAULTS[game]), actions, seed=seed + 17)
         decide = lambda: uct.search(env).action  # noqa: E731

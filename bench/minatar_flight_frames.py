@@ -19,7 +19,7 @@ import torch
 from minatar import Environment
 
 from pc_lightning.data.records import ProcedureDataset, ProcedureRecords, collate
-from pc_lightning.domains.minatar.datamodule import SEED_BASE
+from pc_lightning.data.datamodule import SEED_BASE
 from pc_lightning.domains.minatar.env import make_env
 from pc_lightning.domains.minatar.flight import BrickLayout, observe, plan
 from pc_lightning.domains.minatar.flight_codec import FlightCodec

@@ -42,7 +42,7 @@ def expert_snapshots(dm: MinAtarDataModule, actions: list[int]) -> tuple:
     """The validation episode replayed with the expert's actions: an environment, a planner
     and a snapshot (RNG included) before each of ``actions``."""
     game = dm.game
-    env = make_env(game, dm.episode_seeds("val", 1)[0], dm.sticky_action_prob, dm.difficulty_ramping)
+    env = make_env(game, dm.seeds("val", 1)[0], dm.sticky_action_prob, dm.difficulty_ramping)
     planner = GuidedSearch(SearchConfig(**dm.expert), env.minimal_action_set(), load_net(dm.net_path()).evaluate)
     snaps = []
     for a in actions:

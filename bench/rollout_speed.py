@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import yaml
 
-from pc_lightning.domains.maze.datamodule import SEED_BASE
+from pc_lightning.data.datamodule import SEED_BASE
 from pc_lightning.domains.maze.suite import MazeSuite
 from pc_lightning.eval import PolicyWithMemory, run_episodes
 from pc_lightning.model import ProcedureCloner

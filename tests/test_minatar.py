@@ -10,7 +10,6 @@ from pc_lightning.domains.minatar import network
 from pc_lightning.domains.minatar.codec import COL_ACTION, COL_DECISION, COL_END, SCORE_BINS, Codec
 from pc_lightning.domains.minatar.env import ACTION_NAMES, GAMES, N_CHANNELS, frame_tokens, make_env, minatar_actions, \
     play_episode, restore, snapshot, tokens_to_frame
-from pc_lightning.domains.minatar.expert import MCTS, MCTSConfig
 from pc_lightning.domains.minatar.network import NetConfig, get_net, load_net, net_path
 from pc_lightning.domains.minatar.search import GuidedSearch, PVStep, RootAction, SearchConfig, SearchResult
 
@@ -224,44 +223,6 @@ def test_network_cache_round_trips(tmp_path, monkeypatch):
     resumed = load_net(other / "net.pt")
     assert resumed.meta["resumed_at"] == [2] and resumed.meta["steps"] == 512
     assert not (other / "net.partial.pt").exists()
-
-
-def test_uct_baseline_takes_the_scoring_step_in_freeway():
-    """The UCT expert (the expert table's baseline). The chicken one row below the top, free
-    to move, no car near: 'up' scores now and every other action scores later, so the search
-    must choose 'up' (action 2)."""
-    env = make_env("freeway", seed=0, sticky_action_prob=0.0)
-    game = env.env
-    game.pos, game.move_timer = 1, 0
-    for car in game.cars:  # park every car far from the chicken's column (x=4), moving slowly
-        car[0] = 9
-    snap = snapshot(env)
-    rewards = {}
-    for a in env.minimal_action_set():
-        restore(env, snap)
-        rewards[a] = env.act(a)[0]
-    assert rewards[2] == 1 and all(r == 0 for a, r in rewards.items() if a != 2)
-    restore(env, snap)
-    result = MCTS(MCTSConfig(simulations=64, horizon=10), env.minimal_action_set(), seed=0).search(env)
-    assert result.action == 2
-    assert result.pv[0].action == 2 and result.pv[0].value > 0.5
-
-
-def test_uct_baseline_avoids_losing_the_ball_in_breakout():
-    """The UCT expert. Ball falling toward the bottom-left corner, paddle far right: only
-    moving left in time saves it (4 cells in 4 steps), so the search must choose 'left'."""
-    env = make_env("breakout", seed=0, sticky_action_prob=0.0)
-    game = env.env
-    game.ball_x, game.ball_y, game.ball_dir, game.pos = 4, 5, 3, 5  # dir 3: down-left
-    game.last_x, game.last_y = 5, 4
-    snap = snapshot(env)
-    for first, saved in [(3, False), (0, False), (1, True)]:  # then left until the ball lands
-        restore(env, snap)
-        outcomes = [env.act(a)[1] for a in [first, 1, 1, 1]]
-        assert any(outcomes) != saved
-    restore(env, snap)
-    result = MCTS(MCTSConfig(simulations=128, horizon=10), env.minimal_action_set(), seed=0).search(env)
-    assert result.action == 1  # 'l'
 
 
 @pytest.mark.parametrize("game", GAMES)

@@ -35,6 +35,20 @@ def test_records_keep_token_ids_above_255(tmp_path):
     assert small.states.dtype == torch.uint8
 
 
+def test_records_of_jobs_concatenate_in_job_order():
+    rng = np.random.default_rng(1)
+    parts = [{"states": [rng.integers(0, 4, (4, 4)) for _ in range(n)],
+              "procedures": [rng.integers(0, 6, (k + 1, 4, 4)) for k in range(n)],
+              "actions": list(range(n)), "groups": [g] * n, "return": 1.0} for g, n in enumerate((2, 0, 3))]
+    joined = ProcedureRecords.concat(parts, meta={"m": 1})
+    flat = ProcedureRecords.from_lists(*([x for p in parts for x in p[k]] for k in
+                                         ("states", "procedures", "actions", "groups")), meta={"m": 1})
+    assert len(joined) == 5 and joined.groups.tolist() == [0, 0, 2, 2, 2] and joined.meta == {"m": 1}
+    assert all(torch.equal(getattr(joined, k), getattr(flat, k)) for k in ("states", "steps", "offsets", "actions"))
+    with pytest.raises(ValueError, match="no expert records"):
+        ProcedureRecords.concat([parts[1]])
+
+
 @pytest.mark.parametrize("window,n_layers", [(1, 2), (2, 2), (3, 1)])
 def test_chunks_predict_exactly_what_the_full_sequence_predicts(window, n_layers):
     r = records()

@@ -138,7 +138,7 @@ def test_two_spatulas_in_one_cell_are_both_shown():
 def test_splits_come_from_disjoint_seeds():
     dm = SweepDataModule(n_train_configs=5, n_val_env_configs=3, n_heldout_configs=3, train_eval_configs=2)
     suites = dm.eval_suites()
-    train = set(dm.config_seeds("train", 5))
+    train = set(dm.seeds("train", 5))
     seen: set[int] = set()
     for name in ("val_envs", "heldout", "heldout_shift"):
         seeds = set(suites[name].seeds)
@@ -148,6 +148,8 @@ def test_splits_come_from_disjoint_seeds():
     assert all(10 <= particle_count(s, (10, 12)) <= 12 for s in suites["heldout_shift"].seeds)
     with pytest.raises(ValueError, match="shift_particles"):
         SweepDataModule(shift_particles=(10, 14))
+    with pytest.raises(ValueError, match=r"data\.init_args\.seed: seed 100 with 5 train environments runs past"):
+        SweepDataModule(n_train_configs=5, seed=100).seeds("train", 5)
 
 
 @pytest.mark.slow

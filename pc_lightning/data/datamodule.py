@@ -21,30 +21,51 @@ if TYPE_CHECKING:
     from pc_lightning.eval.suite import EvalSuite
 
 
+#: Environment seed ranges per split, disjoint by construction ("val" serves the teacher-forced
+#: validation data and the ``val_envs`` suite; ``heldout_shift`` the shifted held-out suite).
+SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000, "heldout_shift": 3_000_000}
+#: How far ``seed`` moves every range, and a range's length (so 100 data seeds before a range
+#: would run into the next, which :meth:`ProcedureDataModule.seeds` refuses).
+SEED_STRIDE, SEED_GAP = 10_000, 1_000_000
+
+
 class ProcedureDataModule(L.LightningDataModule):
     """Generates expert data once (``prepare_data``), caches it under ``data_dir`` in a file
     named by a hash of everything that determines it, and serves teacher-forcing batches.
 
     This is the domain contract (``docs/adding_a_domain.md``): a domain subclass sets
     ``domain`` and ``generator_version`` and implements :meth:`generator_config`,
-    :meth:`generate`, :attr:`spec` and :meth:`eval_suites`; :meth:`augment_fn` is an
-    optional hook (default: none). ``variant``, ``window`` and ``n_layers`` are linked from
-    the model by the CLI. ``suites`` names the rollout suites that
-    :class:`~pc_lightning.eval.HeldOutEvaluation` runs (None: all of :meth:`eval_suites`),
-    e.g. ``[val_envs]`` for a fit that only needs its checkpoint selection.
+    :meth:`generate`, :attr:`spec` and :meth:`build_suites`; :meth:`augment_fn` is an
+    optional hook (default: none). It takes its own arguments and passes the rest
+    (``**kwargs``, which the CLI reads from this signature) on to this class.
+
+    Args:
+        seed: offsets every split's seed range (:meth:`seeds`); the ranges stay disjoint.
+        workers: processes for expert data generation.
+        variant, window, n_layers: linked from the model by the CLI (they decide how
+            examples are cut).
+        chunk_blocks: input blocks per teacher-forcing example (a longer procedure is cut).
+        batch_size, num_workers: the loaders'.
+        data_dir: where expert data is cached.
+        augment: a random transformation of each training example (``aug_bc`` always).
+        suites: the rollout suites that :class:`~pc_lightning.eval.HeldOutEvaluation` runs
+            (None: all of :meth:`eval_suites`), e.g. ``[val_envs]`` for a fit that only needs
+            its checkpoint selection.
     """
 
     domain: str = "base"
     generator_version: str = "0"
     splits: tuple[str, ...] = ("train", "val")
 
-    def __init__(self, variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 4,
-                 batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
-                 suites: list[str] | None = None) -> None:
+    def __init__(self, seed: int = 0, workers: int = 1, variant: str = "pc", window: int | None = 1,
+                 n_layers: int = 2, chunk_blocks: int = 4, batch_size: int = 32, num_workers: int = 0,
+                 data_dir: str = "data", augment: bool = False, suites: list[str] | None = None) -> None:
         super().__init__()
         self.variant = get_variant(variant, "model.variant")  # linked from the model by the CLI
-        at_least(1, chunk_blocks=chunk_blocks, batch_size=batch_size)
-        at_least(0, num_workers=num_workers)
+        at_least(1, workers=workers, chunk_blocks=chunk_blocks, batch_size=batch_size)
+        at_least(0, seed=seed, num_workers=num_workers)
+        self.seed = seed
+        self.workers = workers
         self.window = window
         self.n_layers = n_layers
         self.chunk_blocks = chunk_blocks
@@ -54,6 +75,7 @@ class ProcedureDataModule(L.LightningDataModule):
         self.augment = augment or self.variant.augment
         self.suites = None if suites is None else [str(n) for n in suites]
         self.records: dict[str, ProcedureRecords] = {}
+        self._suites: dict[str, "EvalSuite"] | None = None
 
     # ------------------------------------------------------------ for subclasses
     def generator_config(self, split: str) -> dict[str, Any]:
@@ -73,11 +95,26 @@ class ProcedureDataModule(L.LightningDataModule):
         """State augmentation for ``aug_bc``; None if the domain has none."""
         return None
 
-    def eval_suites(self) -> dict[str, "EvalSuite"]:
+    def build_suites(self) -> dict[str, "EvalSuite"]:
         """Rollout suites by metric prefix: ``val_envs`` (validation environments, the suite
         checkpoints are chosen on), ``heldout`` (the test set, reported only), and optionally
-        ``train_envs`` and shifted suites."""
+        ``train_envs`` and shifted suites (``heldout_shift``). Built once (:meth:`eval_suites`)."""
         raise NotImplementedError
+
+    def eval_suites(self) -> dict[str, "EvalSuite"]:
+        """The suites of :meth:`build_suites`, built on first use and kept."""
+        if self._suites is None:
+            self._suites = self.build_suites()
+        return self._suites
+
+    def seeds(self, split: str, n: int) -> list[int]:
+        """The first ``n`` environment seeds of ``split`` (a key of :data:`SEED_BASE`): disjoint
+        ranges per split, offset by ``seed`` (so that runs with other data seeds never share one)."""
+        first = self.seed * SEED_STRIDE
+        if first + n > SEED_GAP:
+            raise ConfigError("data.init_args.seed", f"seed {self.seed} with {n} {split} environments runs past "
+                              f"{split}'s seed range ({SEED_GAP:,} seeds, {SEED_STRIDE:,} per data seed)")
+        return [SEED_BASE[split] + first + i for i in range(n)]
 
     def selected_suites(self) -> dict[str, "EvalSuite"]:
         """The suites of :meth:`eval_suites` named by ``suites`` (all where it is None), in its order."""

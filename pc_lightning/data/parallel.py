@@ -7,14 +7,15 @@ from typing import Any, Callable, Sequence
 from tqdm.auto import tqdm
 
 
-def _call(item: tuple[Callable[[Any], Any], int, Any]) -> tuple[int, Any]:
+def _call(item: tuple[Callable[..., Any], int, dict[str, Any]]) -> tuple[int, Any]:
     fn, i, job = item
-    return i, fn(job)
+    return i, fn(**job)
 
 
-def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int, desc: str, unit: str = "job",
+def run_jobs(fn: Callable[..., Any], jobs: Sequence[dict[str, Any]], workers: int, desc: str, unit: str = "job",
              postfix: Callable[[Any], dict[str, Any]] | None = None) -> list[Any]:
-    """``[fn(job) for job in jobs]``, in ``workers`` spawned processes when ``workers > 1``.
+    """``[fn(**job) for job in jobs]`` (each job its keyword arguments), in ``workers`` spawned
+    processes when ``workers > 1``.
 
     Results come back in job order whatever order the jobs finish in; the bar advances as
     each one finishes and shows ``postfix(result)`` if given. ``fn`` must be picklable (a
@@ -36,5 +37,5 @@ def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], workers: int, desc: 
                     done(i, result)
         else:
             for i, job in enumerate(jobs):
-                done(i, fn(job))
+                done(i, fn(**job))
     return out

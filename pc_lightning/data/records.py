@@ -26,7 +26,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -88,6 +88,13 @@ class ProcedureRecords:
             groups=torch.tensor(groups, dtype=torch.long),
             meta=dict(meta or {}),
         )
+
+    @classmethod
+    def concat(cls, parts: "list[dict[str, Any]]", meta: dict | None = None) -> "ProcedureRecords":
+        """Records of expert jobs' results, in order: each a dict with lists ``states``,
+        ``procedures``, ``actions`` and ``groups`` (one entry per decision; other keys ignored)."""
+        keys = ("states", "procedures", "actions", "groups")
+        return cls.from_lists(*([x for p in parts for x in p[k]] for k in keys), meta=meta)
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a temporary file in the same folder, then a rename."""

@@ -72,13 +72,6 @@ class ProcedureCloner(L.LightningModule):
             step_shape=None if spec.step_shape is None else tuple(spec.step_shape)))
         self._cell_weights: Tensor | None = None
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Checkpoints from before action blocks (2026-12-01) hold one query vector (d,): it
-        is the one-token action block's query (1, d)."""
-        weights = checkpoint.get("state_dict", {})
-        if weights.get("net.action_query") is not None and weights["net.action_query"].ndim == 1:
-            weights["net.action_query"] = weights["net.action_query"][None]
-
     @property
     def uses_procedure(self) -> bool:
         return self.variant.uses_procedure

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -16,17 +16,15 @@ from pc_lightning.domains.maze.suite import MazeSuite, sample_goal_start
 from pc_lightning.errors import ConfigError, at_least, in_range
 from pc_lightning.spec import TokenSpec
 
-#: Maze seed ranges per split ("val" serves the teacher-forced validation data and the
-#: ``val_envs`` suite); disjoint by construction, and layouts are checked for equality too.
-SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000}
 #: ``train_envs`` rolls out on at most this many training mazes, so that its cost does not
 #: grow with the training data.
 MAX_TRAIN_EVAL_MAZES = 20
 
 
 def expert_trajectories(maze_seed: int, group: int, size: int, shortcut_prob: float,
-                        n_trajectories: int) -> tuple[list, list, list, list]:
-    """Every state the BFS expert visits on ``n_trajectories`` random (goal, start) pairs of one maze."""
+                        n_trajectories: int) -> dict[str, list]:
+    """Every state the BFS expert visits on ``n_trajectories`` random (goal, start) pairs of
+    one maze, as records (``states``, ``procedures``, ``actions``, ``groups``)."""
     walls = tunnel_maze(size, maze_seed, shortcut_prob)
     rng = np.random.default_rng([maze_seed, 7])
     states, procedures, actions = [], [], []
@@ -39,12 +37,7 @@ def expert_trajectories(maze_seed: int, group: int, size: int, shortcut_prob: fl
             procedures.append(x)
             actions.append(a)
             agent = agent + np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])[a]
-    return states, procedures, actions, [group] * len(states)
-
-
-def _star(args: tuple) -> tuple:
-    fn, *rest = args
-    return fn(*rest)
+    return {"states": states, "procedures": procedures, "actions": actions, "groups": [group] * len(states)}
 
 
 class MazeDataModule(ProcedureDataModule):
@@ -62,9 +55,8 @@ class MazeDataModule(ProcedureDataModule):
         train_eval_episodes_per_maze: rollout suite ``train_envs`` on the training mazes (at
             most the first 20 of them; 0 = off).
         shortcut_prob: chance of opening each remaining inner wall (loops).
-        seed: offsets every seed range (training, validation and held-out mazes stay disjoint).
-        workers: processes for expert data generation.
-        Others: see :class:`~pc_lightning.data.ProcedureDataModule`.
+        Others (``seed``, ``workers``, the loaders'): see :class:`~pc_lightning.data.ProcedureDataModule`;
+        seed ranges are disjoint per split, and layouts are checked for equality too.
     """
 
     domain = "maze"
@@ -74,21 +66,16 @@ class MazeDataModule(ProcedureDataModule):
                  n_val_mazes: int = 5, val_trajectories_per_maze: int = 4, n_val_env_mazes: int = 10,
                  val_env_episodes_per_maze: int = 5, n_heldout_mazes: int = 20,
                  heldout_episodes_per_maze: int = 5, heldout_size: int | None = None,
-                 train_eval_episodes_per_maze: int = 5, shortcut_prob: float = 0.1, seed: int = 0,
-                 workers: int = 1, variant: str = "pc", window: int | None = 1, n_layers: int = 2,
-                 chunk_blocks: int = 4, batch_size: int = 32, num_workers: int = 0, data_dir: str = "data",
-                 augment: bool = False, suites: list[str] | None = None) -> None:
-        super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
-                         batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment,
-                         suites=suites)
+                 train_eval_episodes_per_maze: int = 5, shortcut_prob: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         check_size(size)
         if heldout_size is not None:
             check_size(heldout_size, "data.init_args.heldout_size")
         at_least(1, n_train_mazes=n_train_mazes, trajectories_per_maze=trajectories_per_maze, n_val_mazes=n_val_mazes,
                  val_trajectories_per_maze=val_trajectories_per_maze, n_val_env_mazes=n_val_env_mazes,
                  val_env_episodes_per_maze=val_env_episodes_per_maze, n_heldout_mazes=n_heldout_mazes,
-                 heldout_episodes_per_maze=heldout_episodes_per_maze, workers=workers)
-        at_least(0, train_eval_episodes_per_maze=train_eval_episodes_per_maze, seed=seed)
+                 heldout_episodes_per_maze=heldout_episodes_per_maze)
+        at_least(0, train_eval_episodes_per_maze=train_eval_episodes_per_maze)
         in_range(0.0, 1.0, shortcut_prob=shortcut_prob)
         self.size = size
         self.heldout_size = heldout_size or size
@@ -100,49 +87,43 @@ class MazeDataModule(ProcedureDataModule):
         self.heldout_episodes_per_maze = heldout_episodes_per_maze
         self.train_eval_episodes_per_maze = train_eval_episodes_per_maze
         self.shortcut_prob = shortcut_prob
-        self.seed = seed
-        self.workers = workers
-        self._suites: dict[str, MazeSuite] | None = None
 
     @property
     def spec(self) -> TokenSpec:
         return TokenSpec(codec.STATE_VOCAB, codec.STEP_VOCAB, N_ACTIONS, hidden_from_steps=[codec.AGENT])
 
     def maze_seeds(self, split: str, n: int | None = None) -> list[int]:
-        n = self.n_mazes[split] if n is None else n
-        return [SEED_BASE[split] + self.seed * 10_000 + i for i in range(n)]
+        """The seeds of ``split``'s mazes (``n``, default: that split's number of data mazes)."""
+        return self.seeds(split, self.n_mazes[split] if n is None else n)
 
     def generator_config(self, split: str) -> dict:
         return {"size": self.size, "seeds": self.maze_seeds(split), "trajectories": self.trajectories[split],
                 "shortcut_prob": self.shortcut_prob}
 
     def generate(self, split: str) -> ProcedureRecords:
-        seeds = self.maze_seeds(split)
-        job = partial(expert_trajectories, size=self.size, shortcut_prob=self.shortcut_prob,
-                      n_trajectories=self.trajectories[split])
-        parts = run_jobs(_star, [(job, s, g) for g, s in enumerate(seeds)], self.workers,
-                         f"BFS expert, {split} mazes", unit="maze")
-        return ProcedureRecords.from_lists(*(sum((p[k] for p in parts), []) for k in range(4)))
+        jobs = [dict(maze_seed=s, group=g, size=self.size, shortcut_prob=self.shortcut_prob,
+                     n_trajectories=self.trajectories[split]) for g, s in enumerate(self.maze_seeds(split))]
+        parts = run_jobs(expert_trajectories, jobs, self.workers, f"BFS expert, {split} mazes", unit="maze")
+        return ProcedureRecords.concat(parts)
 
     def augment_fn(self):
         return codec.dihedral_augment
 
-    def eval_suites(self) -> dict[str, MazeSuite]:
-        if self._suites is None:
-            train = {tunnel_maze(self.size, s, self.shortcut_prob).tobytes() for s in self.maze_seeds("train")}
-            val_seeds, val = self.new_layouts("val", self.n_val_env_mazes, self.size, train)
-            heldout_seeds, _ = self.new_layouts("heldout", self.n_heldout_mazes, self.heldout_size, train | val)
-            self._suites = {
-                "val_envs": MazeSuite(val_seeds, self.size, self.shortcut_prob, self.val_env_episodes_per_maze,
-                                      episode_seed=3),
-                "heldout": MazeSuite(heldout_seeds, self.heldout_size, self.shortcut_prob,
-                                     self.heldout_episodes_per_maze, episode_seed=1),
-            }
-            if self.train_eval_episodes_per_maze > 0:
-                train_seeds = self.maze_seeds("train")[:MAX_TRAIN_EVAL_MAZES]
-                self._suites["train_envs"] = MazeSuite(train_seeds, self.size, self.shortcut_prob,
-                                                       self.train_eval_episodes_per_maze, episode_seed=2)
-        return self._suites
+    def build_suites(self) -> dict[str, MazeSuite]:
+        train = {tunnel_maze(self.size, s, self.shortcut_prob).tobytes() for s in self.maze_seeds("train")}
+        val_seeds, val = self.new_layouts("val", self.n_val_env_mazes, self.size, train)
+        heldout_seeds, _ = self.new_layouts("heldout", self.n_heldout_mazes, self.heldout_size, train | val)
+        suites = {
+            "val_envs": MazeSuite(val_seeds, self.size, self.shortcut_prob, self.val_env_episodes_per_maze,
+                                  episode_seed=3),
+            "heldout": MazeSuite(heldout_seeds, self.heldout_size, self.shortcut_prob,
+                                 self.heldout_episodes_per_maze, episode_seed=1),
+        }
+        if self.train_eval_episodes_per_maze > 0:
+            train_seeds = self.maze_seeds("train")[:MAX_TRAIN_EVAL_MAZES]
+            suites["train_envs"] = MazeSuite(train_seeds, self.size, self.shortcut_prob,
+                                             self.train_eval_episodes_per_maze, episode_seed=2)
+        return suites
 
     def new_layouts(self, split: str, n: int, size: int, taken: set[bytes]) -> tuple[list[int], set[bytes]]:
         """The first ``n`` seeds of ``split``'s range whose maze layout is not in ``taken`` (the

@@ -29,14 +29,9 @@ in the top bin, so x_1 follows from x_0 alone; column 6 holds the action taken f
 block's frame (a in x_1), so each PV frame follows from the block before; column 7 carries
 a to the last block, where the action query reads it.
 
-Why all the scores in one block: until 2026-12-03 (layout 7) each root action had a block
-of its own (its imagined frame, value bin, score bin, and the running best). Each block's
-bins were then predicted from the previous block's, and the model learnt that shortcut
-instead of reading the state: teacher-forced on its training data, the second root block's
-bins sat at or below their majority rate (the third's followed from the first two) while the
-first, predicted from the start block (no earlier bins to copy), read the state
-(docs/notes/2026-12-03-minatar-scores-first.md).
-Here every score is predicted from the state alone, side by side, as BC predicts the action.
+All the scores sit in one block, each predicted from the state alone, side by side, as BC
+predicts the action: with a block per root action the model copied each block's bins from the
+block before instead of reading the state (``docs/domains/minatar.md``, encoding).
 
 Token ids of the step vocabulary: frame tokens 0 .. 2**C - 1, PAD = 2**C, ACTION = PAD + 1
 (6 ids, MinAtar's full action set), SCORE = ACTION + 6 (SCORE_BINS ids), then MORE, LAST,
@@ -99,8 +94,7 @@ class Codec:
 
         The always-PAD cells of row 10 weigh ``action`` too, not 0: a generated block is the next
         block's input and the action query's, whatever the loss cares about; with weight 0 the
-        model never learnt to write PAD there and the query misread the action
-        (docs/notes/2026-11-25-minatar-uct-expert.md, item 7)."""
+        model never learnt to write PAD there and the query misread the action."""
         w = np.full((H, W), float(frame))
         w[10, :COL_END] = action
         w[10, COL_END:] = other

@@ -24,20 +24,10 @@ from pc_lightning.domains.minatar.suite import MinAtarSuite
 from pc_lightning.errors import ConfigError, at_least, dataclass_from, in_range
 from pc_lightning.spec import TokenSpec
 
-#: Episode seed ranges per split (disjoint by construction; "val" serves the teacher-forced
-#: validation data and the ``val_envs`` suite).
-SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000, "heldout_shift": 3_000_000}
-
 #: Per game: the network's training budget and settings that differ from
 #: :class:`NetConfig`'s defaults, the search's settings over :class:`SearchConfig`'s, and the
-#: shifted configuration of the ``heldout_shift`` suite. Seaquest's discount 0.999: its
-#: search expert scored 9.0 with it and 4.8 with 0.99; the other games scored higher with 0.99
-#: (docs/notes/2026-12-02-minatar-network-and-readable-decision.md). Breakout and seaquest
-#: train 15 M steps (16 and 27 min on one thread): at 5 M breakout's network lost the ball at
-#: 21-24 points, and the search could not make up for it on either game (breakout 14.0,
-#: seaquest 9.0; at 15 M 29.0 and about 20). Seaquest's c_scale 0.03 scored highest on seeds
-#: 4,000,000+, which no suite, data or table uses (search 20.8 against 19.5 at 0.1 and 19.6 at
-#: 0.01, 16 episodes each), and on 3,000,000+ (docs/notes/2026-12-03-minatar-longer-networks.md).
+#: shifted configuration of the ``heldout_shift`` suite. Why seaquest's discount, c_scale and
+#: the longer budgets: ``docs/domains/minatar.md`` (the network, the expert).
 GAME_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "asterix": {"network": {}, "expert": {}, "shift": {"difficulty_ramping": True}},
     "breakout": {"network": {"total_steps": 15_000_000}, "expert": {}, "shift": {"sticky_action_prob": 0.3}},
@@ -48,10 +38,7 @@ GAME_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 #: What a ``shift`` may change. ``max_episode_steps`` lets a shift run past the training
 #: horizon: space_invaders speeds its aliens up only as waves are cleared, so within 400
-#: decisions ramping barely differs from the training game. Chosen on seeds 4,000,000+ (no
-#: suite uses them), BC seed 0 of conf/minatar/space_invaders.yaml and the search, 1,000
-#: decisions: ramping lowered BC from 88.0 to 57.4 and the search from 173.3 to 159.0
-#: (docs/notes/2026-12-03-minatar-hidden-state.md).
+#: decisions ramping barely differs from the training game (``docs/domains/minatar.md``, suites).
 SHIFT_KEYS = ("sticky_action_prob", "difficulty_ramping", "max_episode_steps", "bricks")
 #: The procedures: ``search`` (the guided search, every game) and ``flight`` (breakout: the
 #: ball's imagined flight, :mod:`.flight`), with the flight's default shift, a brick layout
@@ -113,11 +100,14 @@ def flight_episode(seed: int, group: int, sticky_action_prob: float, difficulty_
     return record_episode(make_env("breakout", seed, sticky_action_prob, difficulty_ramping), decide, max_steps, group)
 
 
-def _run(kwargs: dict[str, Any]) -> dict[str, Any]:
-    if kwargs.pop("procedure") == "flight":
-        return flight_episode(**{k: kwargs[k] for k in ("seed", "group", "sticky_action_prob",
-                                                        "difficulty_ramping", "max_steps")})
-    return expert_episode(**kwargs)
+def episode(procedure: str, game: str, seed: int, group: int, sticky_action_prob: float, difficulty_ramping: bool,
+            max_steps: int, expert: dict[str, Any], net: str) -> dict[str, Any]:
+    """One expert episode of ``procedure`` (a worker job of :meth:`MinAtarDataModule.generate`)."""
+    common = dict(seed=seed, group=group, sticky_action_prob=sticky_action_prob,
+                  difficulty_ramping=difficulty_ramping, max_steps=max_steps)
+    if procedure == "flight":
+        return flight_episode(**common)
+    return expert_episode(game=game, expert=expert, net=net, **common)
 
 
 class MinAtarDataModule(ProcedureDataModule):
@@ -153,7 +143,6 @@ class MinAtarDataModule(ProcedureDataModule):
             configuration; ``heldout_shift``: unseen seeds, shifted configuration), the test
             set: reported, never used for a choice.
         train_eval_episodes: episodes of suite ``train_envs`` on training seeds (0 = off).
-        seed: offsets every seed range. workers: processes for the expert.
         net_threads: torch threads while the network trains (None: torch's default).
         action_weight, frame_weight: loss weights of the cells the decision rests on (score
             bins and actions, 50) and of each frame cell (1); the rest of row 10 weighs 5
@@ -175,13 +164,9 @@ class MinAtarDataModule(ProcedureDataModule):
                  shift: dict[str, Any] | None = None, expert: dict[str, Any] | None = None,
                  network: dict[str, Any] | None = None,
                  n_val_env_episodes: int = 8, n_heldout_episodes: int = 16, train_eval_episodes: int = 4,
-                 seed: int = 0, workers: int = 2, net_threads: int | None = None,
-                 variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 8,
-                 batch_size: int = 128, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
-                 action_weight: float = 50.0, frame_weight: float = 1.0, suites: list[str] | None = None) -> None:
-        super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
-                         batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment,
-                         suites=suites)
+                 net_threads: int | None = None, action_weight: float = 50.0, frame_weight: float = 1.0,
+                 workers: int = 2, chunk_blocks: int = 8, batch_size: int = 128, **kwargs: Any) -> None:
+        super().__init__(workers=workers, chunk_blocks=chunk_blocks, batch_size=batch_size, **kwargs)
         self.game = check_game(game)
         if procedure not in PROCEDURES:
             raise ConfigError("data.init_args.procedure", f"must be one of {', '.join(PROCEDURES)}; got {procedure!r}")
@@ -191,8 +176,8 @@ class MinAtarDataModule(ProcedureDataModule):
         in_range(0.0, math.inf, action_weight=action_weight, frame_weight=frame_weight)
         at_least(1, n_train_episodes=n_train_episodes, n_val_episodes=n_val_episodes,
                  max_episode_steps=max_episode_steps, n_val_env_episodes=n_val_env_episodes,
-                 n_heldout_episodes=n_heldout_episodes, workers=workers)
-        at_least(0, train_eval_episodes=train_eval_episodes, seed=seed)
+                 n_heldout_episodes=n_heldout_episodes)
+        at_least(0, train_eval_episodes=train_eval_episodes)
         in_range(0.0, 1.0, sticky_action_prob=sticky_action_prob)
         self.action_weight, self.frame_weight = action_weight, frame_weight
         self.codec = Codec(game)
@@ -217,9 +202,6 @@ class MinAtarDataModule(ProcedureDataModule):
         self.n_val_env_episodes = n_val_env_episodes
         self.n_heldout_episodes = n_heldout_episodes
         self.train_eval_episodes = train_eval_episodes
-        self.seed = seed
-        self.workers = workers
-        self._suites: dict[str, MinAtarSuite] | None = None
 
     @property
     def spec(self) -> TokenSpec:
@@ -229,15 +211,12 @@ class MinAtarDataModule(ProcedureDataModule):
         return TokenSpec(self.codec.state_vocab, self.codec.step_vocab, N_ACTIONS, step_cell_weights=weights,
                          step_bits=self.codec.n_channels, step_shape=[H, W])
 
-    def episode_seeds(self, split: str, n: int) -> list[int]:
-        return [SEED_BASE[split] + self.seed * 10_000 + i for i in range(n)]
-
     def generator_config(self, split: str) -> dict:
         if self.procedure == "flight":
             return {"procedure": "flight", "layout": 2, "game": self.game,
-                    "seeds": self.episode_seeds(split, self.n_episodes[split]), "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
+                    "seeds": self.seeds(split, self.n_episodes[split]), "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
                     "ramping": self.difficulty_ramping}
-        return {"game": self.game, "seeds": self.episode_seeds(split, self.n_episodes[split]),
+        return {"game": self.game, "seeds": self.seeds(split, self.n_episodes[split]),
                 "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
                 "ramping": self.difficulty_ramping, "expert": self.expert, "net": self.network.digest(self.game)}
 
@@ -253,14 +232,13 @@ class MinAtarDataModule(ProcedureDataModule):
         jobs = [dict(procedure=self.procedure, game=self.game, seed=s, group=g, sticky_action_prob=self.sticky_action_prob,
                      difficulty_ramping=self.difficulty_ramping, max_steps=self.max_episode_steps, expert=self.expert,
                      net=net)
-                for g, s in enumerate(self.episode_seeds(split, self.n_episodes[split]))]
-        parts = run_jobs(_run, jobs, self.workers, f"{self.procedure} expert, {self.game} {split}", unit="episode",
+                for g, s in enumerate(self.seeds(split, self.n_episodes[split]))]
+        parts = run_jobs(episode, jobs, self.workers, f"{self.procedure} expert, {self.game} {split}", unit="episode",
                          postfix=lambda p: {"ret": p["return"], "steps": p["length"]})
         returns = [p["return"] for p in parts]
         meta = {"game": self.game, "expert_return": float(np.mean(returns)), "expert_returns": [float(r) for r in returns],
                 "episode_lengths": [int(p["length"]) for p in parts]}
-        return ProcedureRecords.from_lists(*(sum((p[k] for p in parts), []) for k in
-                                             ("states", "procedures", "actions", "groups")), meta=meta)
+        return ProcedureRecords.concat(parts, meta=meta)
 
     def expert_return(self) -> float | None:
         """The expert's mean return over the training episodes."""
@@ -268,30 +246,27 @@ class MinAtarDataModule(ProcedureDataModule):
             self.setup()
         return self.records["train"].meta.get("expert_return")
 
-    def eval_suites(self) -> dict[str, MinAtarSuite | FlightSuite]:
-        if self._suites is None and self.procedure == "flight":
-            self._suites = self._flight_suites()
-        if self._suites is None:
-            base = dict(game=self.game, max_steps=self.max_episode_steps, expert=self.expert,
-                        net=str(self.net_path()), expert_return=self.expert_return())
-            train_cfg = dict(sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping)
-            shifted = {**train_cfg, **{k: v for k, v in self.shift.items() if k not in ("max_episode_steps", "bricks")}}
-            horizon = self.shift.get("max_episode_steps", self.max_episode_steps)
-            # a longer (or shorter) horizon than the training episodes': no fraction of their return
-            shift_base = base if horizon == self.max_episode_steps else {**base, "max_steps": horizon,
-                                                                         "expert_return": None}
-            self._suites = {
-                "val_envs": MinAtarSuite(seeds=self.episode_seeds("val", self.n_val_env_episodes),
-                                         **train_cfg, **base),
-                "heldout": MinAtarSuite(seeds=self.episode_seeds("heldout", self.n_heldout_episodes),
-                                        **train_cfg, **base),
-                "heldout_shift": MinAtarSuite(seeds=self.episode_seeds("heldout_shift", self.n_heldout_episodes),
-                                              **shifted, **shift_base, layout=self.layout),
-            }
-            if self.train_eval_episodes > 0:
-                self._suites["train_envs"] = MinAtarSuite(
-                    seeds=self.episode_seeds("train", self.train_eval_episodes), **train_cfg, **base)
-        return self._suites
+    def build_suites(self) -> dict[str, MinAtarSuite | FlightSuite]:
+        if self.procedure == "flight":
+            return self._flight_suites()
+        base = dict(game=self.game, max_steps=self.max_episode_steps, expert=self.expert,
+                    net=str(self.net_path()), expert_return=self.expert_return())
+        train_cfg = dict(sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping)
+        shifted = {**train_cfg, **{k: v for k, v in self.shift.items() if k not in ("max_episode_steps", "bricks")}}
+        horizon = self.shift.get("max_episode_steps", self.max_episode_steps)
+        # a longer (or shorter) horizon than the training episodes': no fraction of their return
+        shift_base = base if horizon == self.max_episode_steps else {**base, "max_steps": horizon,
+                                                                     "expert_return": None}
+        suites = {
+            "val_envs": MinAtarSuite(seeds=self.seeds("val", self.n_val_env_episodes), **train_cfg, **base),
+            "heldout": MinAtarSuite(seeds=self.seeds("heldout", self.n_heldout_episodes), **train_cfg, **base),
+            "heldout_shift": MinAtarSuite(seeds=self.seeds("heldout_shift", self.n_heldout_episodes),
+                                          **shifted, **shift_base, layout=self.layout),
+        }
+        if self.train_eval_episodes > 0:
+            suites["train_envs"] = MinAtarSuite(seeds=self.seeds("train", self.train_eval_episodes),
+                                                **train_cfg, **base)
+        return suites
 
     def _flight_suites(self) -> dict[str, FlightSuite]:
         """The flight procedure's suites; each scores against the expert on its own episodes."""
@@ -300,11 +275,11 @@ class MinAtarDataModule(ProcedureDataModule):
         shifted = {**train_cfg, **{k: v for k, v in self.shift.items() if k != "bricks"}}
         shifted["max_steps"] = shifted.pop("max_episode_steps", self.max_episode_steps)
         suites = {
-            "val_envs": FlightSuite(self.episode_seeds("val", self.n_val_env_episodes), **train_cfg),
-            "heldout": FlightSuite(self.episode_seeds("heldout", self.n_heldout_episodes), **train_cfg),
-            "heldout_shift": FlightSuite(self.episode_seeds("heldout_shift", self.n_heldout_episodes), **shifted,
+            "val_envs": FlightSuite(self.seeds("val", self.n_val_env_episodes), **train_cfg),
+            "heldout": FlightSuite(self.seeds("heldout", self.n_heldout_episodes), **train_cfg),
+            "heldout_shift": FlightSuite(self.seeds("heldout_shift", self.n_heldout_episodes), **shifted,
                                          layout=self.layout),
         }
         if self.train_eval_episodes > 0:
-            suites["train_envs"] = FlightSuite(self.episode_seeds("train", self.train_eval_episodes), **train_cfg)
+            suites["train_envs"] = FlightSuite(self.seeds("train", self.train_eval_episodes), **train_cfg)
         return suites

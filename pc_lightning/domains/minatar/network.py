@@ -42,10 +42,8 @@ class NetConfig:
     total_steps: environment steps of training (the budget; per game in the datamodule's ``GAME_DEFAULTS``).
     n_envs x n_steps: one rollout; epochs x minibatches: passes over it. gamma, gae_lambda,
     clip, ent_coef, vf_coef, max_grad_norm, lr (annealed linearly to 0): PPO's usual.
-    hidden, layers: the MLP on the flattened frame (gymnax-blines' MinAtar PPO network; on
-    breakout at 2 M steps it played 7.0 greedy where MinAtar's 16-filter convolution played
-    5.9, docs/notes/2026-12-02-minatar-network-and-readable-decision.md). The budget is 5 M
-    steps (5-10 min on one thread here), 15 M for breakout and seaquest (16 and 27 min).
+    hidden, layers: the MLP on the flattened frame (gymnax-blines' MinAtar PPO network; why
+    not MinAtar's convolution, and the budgets per game: ``docs/domains/minatar.md``, the network).
     max_episode_steps: an episode is cut there during training (a cut is treated as a
     terminal). sticky_action_prob, difficulty_ramping: the training configuration.
     """

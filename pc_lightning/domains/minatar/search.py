@@ -65,8 +65,7 @@ class SearchConfig:
     the first in the top bin, so actions whose scores are within ``score_bin`` nats of the
     best tie and the game's order breaks the tie. ``score_bins`` sets only what the
     procedure shows, never the action: 2 (in the top bin or not) is what the decision reads;
-    with 8 a PC model on breakout had to guess finer bins than the decision needs and
-    played 1.63 where 2 bins gave 3.75 (docs/notes/2026-12-03-minatar-scores-first.md).
+    finer bins make a learner guess more than the decision needs (``docs/domains/minatar.md``).
     """
 
     simulations: int = 32

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from pc_lightning.data import ProcedureDataModule, ProcedureRecords
+from pc_lightning.data.datamodule import SEED_BASE
 from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.sweep.codec import Codec, DihedralAugment
 from pc_lightning.domains.sweep.env import SweepConfig, sample_configuration
@@ -17,17 +18,16 @@ from pc_lightning.domains.sweep.suite import SweepSuite, play_expert
 from pc_lightning.errors import ConfigError, at_least, dataclass_from
 from pc_lightning.spec import TokenSpec
 
-#: Configuration seed ranges per split, disjoint by construction (and checked in ``eval_suites``).
-SEED_BASE = {"train": 0, "val": 1_000_000, "heldout": 2_000_000, "heldout_shift": 3_000_000}
 
 
-def expert_episode(kwargs: dict[str, Any]) -> dict[str, Any]:
+def expert_episode(seed: int, group: int, counts: tuple[int, int], max_particles: int, n_bins: int,
+                   table: dict[str, Any]) -> dict[str, Any]:
     """One expert episode as records: states, procedures, actions (bin ids), and its outcome."""
-    cfg = SweepConfig(**kwargs["table"])
-    codec = Codec(cfg, kwargs["max_particles"])
-    run = play_expert(kwargs["seed"], tuple(kwargs["counts"]), cfg, codec, kwargs["n_bins"])
+    cfg = SweepConfig(**table)
+    codec = Codec(cfg, max_particles)
+    run = play_expert(seed, tuple(counts), cfg, codec, n_bins)
     return {"states": run["states"], "procedures": [codec.encode_procedure(p) for p in run["plans"]],
-            "actions": [p.action.tolist() for p in run["plans"]], "groups": [kwargs["group"]] * len(run["plans"]),
+            "actions": [p.action.tolist() for p in run["plans"]], "groups": [group] * len(run["plans"]),
             "solved": run["solved"], "steps": run["steps"]}
 
 
@@ -66,8 +66,7 @@ class SweepDataModule(ProcedureDataModule):
         n_bins: velocity bins per axis of the action block.
         table: overrides of :class:`~pc_lightning.domains.sweep.env.SweepConfig` (size,
             radii, speeds, step limit).
-        seed: offsets every seed range. workers: processes for the expert.
-        Others: see :class:`~pc_lightning.data.ProcedureDataModule`.
+        Others (``seed``, ``workers``, the loaders'): see :class:`~pc_lightning.data.ProcedureDataModule`.
     """
 
     domain = "sweep"
@@ -76,16 +75,11 @@ class SweepDataModule(ProcedureDataModule):
     def __init__(self, n_train_configs: int = 40, n_val_configs: int = 4, particles: tuple[int, int] = (4, 8),
                  shift_particles: tuple[int, int] = (10, 12), max_particles: int = 12, n_val_env_configs: int = 16,
                  n_heldout_configs: int = 32, train_eval_configs: int = 8, n_bins: int = 9,
-                 table: dict[str, Any] | None = None, seed: int = 0, workers: int = 2,
-                 variant: str = "pc", window: int | None = 1, n_layers: int = 2, chunk_blocks: int = 4,
-                 batch_size: int = 32, num_workers: int = 0, data_dir: str = "data", augment: bool = False,
-                 suites: list[str] | None = None) -> None:
-        super().__init__(variant=variant, window=window, n_layers=n_layers, chunk_blocks=chunk_blocks,
-                         batch_size=batch_size, num_workers=num_workers, data_dir=data_dir, augment=augment,
-                         suites=suites)
+                 table: dict[str, Any] | None = None, workers: int = 2, **kwargs: Any) -> None:
+        super().__init__(workers=workers, **kwargs)
         at_least(1, n_train_configs=n_train_configs, n_val_configs=n_val_configs, max_particles=max_particles,
-                 n_val_env_configs=n_val_env_configs, n_heldout_configs=n_heldout_configs, workers=workers)
-        at_least(0, train_eval_configs=train_eval_configs, seed=seed)
+                 n_val_env_configs=n_val_env_configs, n_heldout_configs=n_heldout_configs)
+        at_least(0, train_eval_configs=train_eval_configs)
         at_least(2, n_bins=n_bins)
         self.particles, self.shift_particles = tuple(particles), tuple(shift_particles)
         for key, (lo, hi) in (("particles", self.particles), ("shift_particles", self.shift_particles)):
@@ -100,9 +94,6 @@ class SweepDataModule(ProcedureDataModule):
         self.n_heldout_configs = n_heldout_configs
         self.train_eval_configs = train_eval_configs
         self.n_bins = n_bins
-        self.seed = seed
-        self.workers = workers
-        self._suites: dict[str, SweepSuite] | None = None
 
     @property
     def spec(self) -> TokenSpec:
@@ -112,39 +103,28 @@ class SweepDataModule(ProcedureDataModule):
         """A random symmetry of the table per example (``aug_bc``; ``augment: true`` for the others)."""
         return DihedralAugment(self.codec, self.n_bins)
 
-    def config_seeds(self, split: str, n: int) -> list[int]:
-        return [SEED_BASE[split] + self.seed * 10_000 + i for i in range(n)]
-
     def generator_config(self, split: str) -> dict:
-        return {"seeds": self.config_seeds(split, self.n_configs[split]), "particles": self.particles,
+        return {"seeds": self.seeds(split, self.n_configs[split]), "particles": self.particles,
                 "max_particles": self.max_particles, "n_bins": self.n_bins, "table": asdict(self.table)}
 
     def generate(self, split: str) -> ProcedureRecords:
         jobs = [{"seed": s, "group": g, "counts": self.particles, "max_particles": self.max_particles,
                  "n_bins": self.n_bins, "table": asdict(self.table)}
-                for g, s in enumerate(self.config_seeds(split, self.n_configs[split]))]
+                for g, s in enumerate(self.seeds(split, self.n_configs[split]))]
         parts = run_jobs(expert_episode, jobs, self.workers, f"sweep expert, {split} tables", unit="table",
                          postfix=lambda p: {"solved": p["solved"], "steps": p["steps"]})
         meta = {"expert_success": float(np.mean([p["solved"] for p in parts])),
                 "expert_steps": float(np.mean([p["steps"] for p in parts]))}
-        return ProcedureRecords.from_lists(*(sum((p[k] for p in parts), []) for k in
-                                             ("states", "procedures", "actions", "groups")), meta=meta)
+        return ProcedureRecords.concat(parts, meta=meta)
 
-    def eval_suites(self) -> dict[str, SweepSuite]:
-        if self._suites is None:
-            args = dict(cfg=self.table, codec=self.codec, n_bins=self.n_bins)
-            seeds = {
-                "val_envs": (self.config_seeds("val", self.n_val_env_configs), self.particles),
-                "heldout": (self.config_seeds("heldout", self.n_heldout_configs), self.particles),
-                "heldout_shift": (self.config_seeds("heldout_shift", self.n_heldout_configs), self.shift_particles),
-            }
-            if self.train_eval_configs > 0:
-                seeds["train_envs"] = (self.config_seeds("train", min(self.train_eval_configs,
-                                                                       self.n_configs["train"])), self.particles)
-            held = set(seeds["heldout"][0]) | set(seeds["heldout_shift"][0]) | set(seeds["val_envs"][0])
-            train = set(self.config_seeds("train", self.n_configs["train"]))
-            if held & train or set(seeds["val_envs"][0]) & (set(seeds["heldout"][0]) | set(seeds["heldout_shift"][0])):
-                raise ValueError("sweep splits share configuration seeds: the seed ranges overlap "
-                                 "(too many configurations for a range of 1,000,000?)")
-            self._suites = {name: SweepSuite(s, counts, **args) for name, (s, counts) in seeds.items()}
-        return self._suites
+    def build_suites(self) -> dict[str, SweepSuite]:
+        args = dict(cfg=self.table, codec=self.codec, n_bins=self.n_bins)
+        seeds = {
+            "val_envs": (self.seeds("val", self.n_val_env_configs), self.particles),
+            "heldout": (self.seeds("heldout", self.n_heldout_configs), self.particles),
+            "heldout_shift": (self.seeds("heldout_shift", self.n_heldout_configs), self.shift_particles),
+        }
+        if self.train_eval_configs > 0:
+            seeds["train_envs"] = (self.seeds("train", min(self.train_eval_configs, self.n_configs["train"])),
+                                   self.particles)
+        return {name: SweepSuite(s, counts, **args) for name, (s, counts) in seeds.items()}

@@ -11,9 +11,7 @@ particles. A bowl is a circular pocket: a particle whose centre comes within
 ``capture_radius`` of the bowl's centre drops in (off the spatula, if it was carried) and
 is held there: it leaves the physics and stays in for the rest of the episode.
 
-Pushing alone (no scooping) was the first design, tried on 2026-12-01: particles pushed
-against a wall or into a corner could not be pushed out again, and a scripted pusher
-solved 75% of 4-particle and 5% of 8-particle tables (``docs/notes/2026-12-01-sweep-pushing.md``).
+Why spatulas scoop rather than only push: ``docs/domains/sweep.md`` (table and physics).
 
 Configurations (bowl centres, particle and effector positions) are drawn from a seed:
 the same seed and the same commands give the same episode, bit for bit.

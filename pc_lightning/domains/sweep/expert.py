@@ -1,7 +1,6 @@
 """The scripted sweeping expert, which plans on exactly what the observation shows.
 
-Per decision (generator version 3, 2026-12-01; each round of step 2 is one block of the
-procedure, ``codec.py``):
+Per decision (each round of step 2 is one block of the procedure, ``codec.py``):
 
 1. *Sources*: the cells that show a loose particle (the observation grid's, ``codec.py``:
    one under a spatula is not shown) and the bowls' centre cells.
@@ -18,11 +17,7 @@ procedure, ``codec.py``):
    action is read from its BFS map, and every round follows from the one before and the
    state, so the procedure is what the expert computed to decide.
 
-Version 2 planned a waypoint along a route over half-cell levels and wrote coordinates
-into rows: a global numeric readout that this translation-equivariant model could not
-learn (``docs/notes/2026-12-01-sweep-encoding.md``). A first version 3 assigned each
-effector one particle (the pair with the least total distance) and flooded from it; the
-assignment, a global argmin, was never learnt (x_0 right on no probe after 500 steps).
+Why floods and not a planned route or an assignment: ``docs/domains/sweep.md`` (the expert).
 """
 
 from __future__ import annotations

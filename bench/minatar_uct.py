@@ -1,7 +1,7 @@
 """UCT Monte-Carlo tree search on a copy of the MinAtar simulator: the expert before the
-guided search (:mod:`.search`), kept as the baseline of the expert table
-(``bench/minatar_expert.py``); its labels were close to noise to any learner
-(docs/notes/2026-11-25-minatar-uct-expert.md).
+guided search (``pc_lightning.domains.minatar.search``), retired from the package and kept
+here as the baseline of the expert table (``bench/minatar_expert.py``); its labels were
+close to noise to any learner (docs/notes/2026-11-25-minatar-uct-expert.md).
 
 The search runs on the environment it is given and leaves it as it found it. Inside the
 search the game draws its randomness from the planner's own RNG (the real episode's RNG is
