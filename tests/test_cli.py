@@ -105,6 +105,17 @@ def test_ddp_two_processes_on_cpu(cli, tmp_path):
     assert "heldout/success_rate', ..., sync_dist=True" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_fits_and_evaluates(cli, tmp_path, precision):
+    """The GPU path's precisions run on the CPU too (16-mixed falls back to bf16 there): the
+    teacher-forced step, the greedy generation of the evaluation and the checkpoint."""
+    proc = cli(["fit", "--config", "conf/maze.yaml", *TINY, "--trainer.precision", precision])
+    assert proc.returncode == 0
+    assert "bfloat16 Automatic Mixed Precision" in proc.stdout + proc.stderr
+    values = scalars(next((tmp_path / "runs").glob("*/version_0")))
+    assert len(values["heldout/success_rate"]) == 2 and all(v == v for v in values["train/loss"])
+
+
 def test_an_unknown_variant_is_named_at_its_key(cli):
     proc = cli(["fit", "--config", "conf/maze.yaml", "--model.variant", "foo"])
     assert proc.returncode != 0
