@@ -7,10 +7,14 @@ Per decision:
    reaches the ball's cell (``bfs_procedure``: each round's map follows from the one
    before by a local rule; the last holds the move of every reached cell).
 2. *Target*: the centre of the cell that move leads to from the ball's cell; in the goal
-   cell, the goal itself.
+   cell, the goal cell's centre.
 3. *Force*: ``clip(kp * (target - pos) - kd * vel, -1, 1)`` per axis, binned
-   (:data:`FORCE_BINS`), and the bin centre is what the expert executes, so the data is
-   exactly its behaviour. Deterministic: the same state gives the same force.
+   (:func:`force_bins`), and the bin centre is what the expert executes, so the data is
+   exactly its behaviour.
+
+The expert sees the ball as the state's tokens show it (:func:`.codec.quantise`: position
+and velocity at their bins' centres), so its force is a function of the state tokens, and
+the same state gives the same force.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from pc_lightning.data.bins import UniformBins
 from pc_lightning.domains.maze.env import ACTION_OFFSETS
 from pc_lightning.domains.maze.expert import bfs_distances, bfs_policy, bfs_procedure
+from pc_lightning.domains.pointmaze.codec import BallBins, quantise
 from pc_lightning.domains.pointmaze.env import PointMazeEpisode, cell_centre
 
 
@@ -44,11 +49,12 @@ class PointMazeExpert:
     """BFS route and PD control on one layout and goal (the BFS is computed once per goal)."""
 
     def __init__(self, walls: np.ndarray, goal_cell: np.ndarray, kp: float = 10.0, kd: float = 1.0,
-                 bins: UniformBins | None = None) -> None:
+                 bins: UniformBins | None = None, ball: BallBins | None = BallBins()) -> None:
         self.walls = np.asarray(walls, dtype=bool)
         self.goal_cell = np.asarray(goal_cell)
         self.kp, self.kd = kp, kd
         self.bins = bins or force_bins()
+        self.ball = ball  # None: decide on the exact observation (the noisy goal, the exact ball)
         self.dist = bfs_distances(self.walls, self.goal_cell)
         self.policy = bfs_policy(self.dist)
 
@@ -62,6 +68,8 @@ class PointMazeExpert:
 
     def decide(self, obs: dict[str, np.ndarray], with_procedure: bool = True) -> Decision:
         """The decision for an observation of :meth:`PointMazeEpisode.observe`."""
+        if self.ball is not None:
+            obs = quantise(obs, self.walls.shape, self.ball)
         cell = obs["cell"]
         procedure = None
         if with_procedure and self.dist[cell[0], cell[1]] > 0:
