@@ -52,3 +52,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cli" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+def freeway_one_step_from_scoring():
+    """A freeway game whose chicken is one row below the top, free to move, every car parked
+    far from its column: 'up' (action 2) scores now and every other action later (asserted).
+    Returns the environment, restored to that position."""
+    from pc_lightning.domains.minatar.env import make_env, restore, snapshot
+
+    env = make_env("freeway", seed=0, sticky_action_prob=0.0)
+    game = env.env
+    game.pos, game.move_timer = 1, 0
+    for car in game.cars:  # park every car far from the chicken's column (x=4), moving slowly
+        car[0] = 9
+    snap = snapshot(env)
+    rewards = {}
+    for a in env.minimal_action_set():
+        restore(env, snap)
+        rewards[a] = env.act(a)[0]
+    assert rewards[2] == 1 and all(r == 0 for a, r in rewards.items() if a != 2)
+    restore(env, snap)
+    return env

@@ -3,7 +3,7 @@ finds the one saving or scoring move where a position has one."""
 
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, freeway_one_step_from_scoring
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -16,18 +16,7 @@ def test_uct_baseline_takes_the_scoring_step_in_freeway():
     """The UCT expert (the expert table's baseline). The chicken one row below the top, free
     to move, no car near: 'up' scores now and every other action scores later, so the search
     must choose 'up' (action 2)."""
-    env = make_env("freeway", seed=0, sticky_action_prob=0.0)
-    game = env.env
-    game.pos, game.move_timer = 1, 0
-    for car in game.cars:  # park every car far from the chicken's column (x=4), moving slowly
-        car[0] = 9
-    snap = snapshot(env)
-    rewards = {}
-    for a in env.minimal_action_set():
-        restore(env, snap)
-        rewards[a] = env.act(a)[0]
-    assert rewards[2] == 1 and all(r == 0 for a, r in rewards.items() if a != 2)
-    restore(env, snap)
+    env = freeway_one_step_from_scoring()
     result = MCTS(MCTSConfig(simulations=64, horizon=10), env.minimal_action_set(), seed=0).search(env)
     assert result.action == 2
     assert result.pv[0].action == 2 and result.pv[0].value > 0.5

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT  # noqa: F401  (tests run from the repository root)
+from conftest import ROOT, freeway_one_step_from_scoring  # noqa: F401  (tests run from the repository root)
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar import network
 from pc_lightning.domains.minatar.codec import COL_ACTION, COL_DECISION, COL_END, SCORE_BINS, Codec
@@ -71,18 +71,7 @@ def test_search_takes_the_scoring_step_in_freeway():
     """The chicken one row below the top, free to move, no car near: 'up' scores now and
     every other action scores later; with a value of 0 everywhere the search must choose
     'up' (action 2), and its procedure's scores block gives 'up' alone the top bin."""
-    env = make_env("freeway", seed=0, sticky_action_prob=0.0)
-    game = env.env
-    game.pos, game.move_timer = 1, 0
-    for car in game.cars:  # park every car far from the chicken's column (x=4), moving slowly
-        car[0] = 9
-    snap = snapshot(env)
-    rewards = {}
-    for a in env.minimal_action_set():
-        restore(env, snap)
-        rewards[a] = env.act(a)[0]
-    assert rewards[2] == 1 and all(r == 0 for a, r in rewards.items() if a != 2)
-    restore(env, snap)
+    env = freeway_one_step_from_scoring()
     actions = env.minimal_action_set()
     result = GuidedSearch(SearchConfig(simulations=16, max_depth=3), actions, known(len(actions))).search(env)
     assert result.action == 2

@@ -194,10 +194,10 @@ class MinAtarDataModule(ProcedureDataModule):
             raise ConfigError("data.init_args.shift.bricks", f"is a breakout layout; got game {game!r}")
         self.layout = BrickLayout.parse(self.shift["bricks"]) if "bricks" in self.shift else None
         self.expert = asdict(dataclass_from(SearchConfig, {**GAME_DEFAULTS[game]["expert"], **(expert or {})},
-                                     "data.init_args.expert"))
+                                            "data.init_args.expert"))
         self.network = dataclass_from(NetConfig, {**GAME_DEFAULTS[game]["network"], **(network or {}),
-                                           "sticky_action_prob": sticky_action_prob,
-                                           "difficulty_ramping": difficulty_ramping}, "data.init_args.network")
+                                                  "sticky_action_prob": sticky_action_prob,
+                                                  "difficulty_ramping": difficulty_ramping}, "data.init_args.network")
         self.net_threads = net_threads
         self.n_val_env_episodes = n_val_env_episodes
         self.n_heldout_episodes = n_heldout_episodes
