@@ -29,10 +29,13 @@ class TokenSpec:
         a step cell sees the state cell at the same coordinates, if there is one. None:
         steps have the state's shape, whatever it is (the maze's 16 x 16 or 31 x 31), and
         the state block predicts x_0 cell by cell.
-    hidden_from_steps: state tokens that step blocks never see (blanked to token 0 in the
-        *context*, the state as step blocks see it), e.g. the maze's agent, which the BFS
-        flood ignores. With a Markov window a procedure then depends on the state only
-        through its context, and a rollout continues the previous step's procedure.
+    hidden_from_steps: state tokens that step blocks never see (replaced in the *context*,
+        the state as step blocks see it), e.g. the maze's agent, which the BFS flood
+        ignores. With a Markov window a procedure then depends on the state only through
+        its context, and a rollout continues the previous step's procedure.
+    hidden_as: per hidden token, the token the context shows in its place (None: token 0
+        for each). PointMaze's ball tokens become FREE, or GOAL where the ball sits in the
+        goal cell, so the flood still starts there.
     step_cell_weights: optional (H, W) loss weights of a step block's cells, where a few
         cells carry most of the meaning (MinAtar's action tokens beside 100 frame cells);
         None weighs every cell 1.
@@ -46,6 +49,7 @@ class TokenSpec:
     step_vocab: int
     action_vocab: int | list[int]
     hidden_from_steps: list[int] = field(default_factory=list)
+    hidden_as: list[int] | None = None
     step_cell_weights: list[list[float]] | None = None
     step_bits: int = 0
     step_shape: list[int] | None = None
@@ -70,6 +74,9 @@ class TokenSpec:
         if any(not 0 < t < self.state_vocab for t in self.hidden_from_steps):
             raise ValueError(f"hidden_from_steps must hold state tokens in 1..{self.state_vocab - 1}, "
                              f"got {self.hidden_from_steps}")
+        if self.hidden_as is not None:
+            self.hidden_as = [int(t) for t in self.hidden_as]
+            check_hidden_as(self.hidden_from_steps, self.hidden_as, self.state_vocab)
 
     @property
     def action_bins(self) -> list[int]:
@@ -86,6 +93,16 @@ class TokenSpec:
         """The id of the start block's cells (one past the step vocabulary), where step blocks
         have their own shape; None where the state block predicts x_0."""
         return self.step_vocab if self.step_shape is not None else None
+
+
+def check_hidden_as(hidden: "list[int] | tuple[int, ...]", shown: "list[int] | tuple[int, ...]",
+                    state_vocab: int) -> None:
+    """``shown[i]`` replaces hidden token ``hidden[i]``: one each, a state token that is not hidden itself."""
+    if len(shown) != len(hidden):
+        raise ValueError(f"hidden_as needs one token per hidden token ({len(hidden)}), got {len(shown)}")
+    bad = sorted({t for t in shown if not 0 <= t < state_vocab or t in set(hidden)})
+    if bad:
+        raise ValueError(f"hidden_as must hold state tokens that are not hidden themselves, got {bad[:5]}")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pc_lightning.spec import check_hidden_as
+
 SMALL_ATTENTION_KEYS = 64  # up to this many keys, attention is two batched matmuls, not the fused kernel
 
 KV = list[tuple[Tensor, Tensor]]  # per layer, keys and values (M, T, heads, d/heads)
@@ -58,12 +60,14 @@ class TransformerConfig:
     stem_kernel: int = 3
     stem_layers: int = 1
     hide_from_steps: tuple[int, ...] = ()
+    hidden_as: tuple[int, ...] = ()  # per hidden token, the token shown in its place (empty: 0 for each)
     patch: tuple[int, int] = (1, 1)
     step_bits: int = 0
     step_shape: tuple[int, int] | None = None  # steps' own shape (then a start block predicts x_0)
 
     def __post_init__(self) -> None:
         self.hide_from_steps = tuple(self.hide_from_steps)
+        self.hidden_as = tuple(self.hidden_as)
         if self.step_shape is not None:
             self.step_shape = tuple(int(n) for n in self.step_shape)
         self.patch = tuple(int(p) for p in self.patch)
@@ -74,6 +78,8 @@ class TransformerConfig:
         if any(not 0 < t < self.state_vocab for t in self.hide_from_steps):
             raise ValueError(f"hide_from_steps must hold state tokens in 1..{self.state_vocab - 1}, "
                              f"got {self.hide_from_steps}")
+        if self.hidden_as:
+            check_hidden_as(self.hide_from_steps, self.hidden_as, self.state_vocab)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.window is not None and self.window < 1:
@@ -291,6 +297,10 @@ class ProcedureTransformer(nn.Module):
         self.register_buffer("action_void", torch.arange(max(bins))[None] >= torch.tensor(bins)[:, None],
                              persistent=False)
         self._bins_differ = len(set(bins)) > 1
+        # the context: state token t is seen as context_lut[t] by step blocks
+        lut = torch.arange(cfg.state_vocab)
+        lut[list(cfg.hide_from_steps)] = torch.tensor(cfg.hidden_as or [0] * len(cfg.hide_from_steps), dtype=torch.long)
+        self.register_buffer("context_lut", lut, persistent=False)  # (state_vocab,)
         self._bias_cache: dict[tuple, Tensor] = {}
 
     @property
@@ -305,10 +315,9 @@ class ProcedureTransformer(nn.Module):
         return self.cfg.window == 1
 
     def step_context(self, state: Tensor) -> Tensor:
-        """The state as step blocks see it per cell: ``hide_from_steps`` tokens become token 0."""
-        for t in self.cfg.hide_from_steps:
-            state = state.masked_fill(state == t, 0)
-        return state
+        """The state as step blocks see it per cell: each ``hide_from_steps`` token becomes its
+        ``hidden_as`` token (token 0 by default)."""
+        return self.context_lut[state] if self.cfg.hide_from_steps else state
 
     def step_shape(self, state: Tensor) -> tuple[int, int]:
         """(Hx, Wx) of the step blocks that go with states (..., Hs, Ws)."""
