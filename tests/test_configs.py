@@ -8,16 +8,18 @@ import yaml
 from conftest import ROOT, TINY
 from pc_lightning.cli import build_cli
 from test_minatar import TINY_MINATAR
+from test_pointmaze import TINY_POINTMAZE
 from test_sweep import TINY_SWEEP
 
 CONFIGS = sorted(p.name for p in (ROOT / "conf").glob("*.yaml"))
-VARIANT_OF = {"maze": "pc", "minatar": "pc", "sweep": "pc"}  # a base config is PC; an overlay names its variant
+VARIANT_OF = {"maze": "pc", "minatar": "pc", "sweep": "pc", "pointmaze": "pc"}  # a base config is PC; an overlay names its variant
 
 
 def test_every_config_is_tested():
     assert set(CONFIGS) == {"maze.yaml", "maze_bc.yaml", "maze_aux_bc.yaml", "maze_aug_bc.yaml", "minatar.yaml",
                             "minatar_bc.yaml", "minatar_aux_bc.yaml", "sweep.yaml", "sweep_bc.yaml", "sweep_aux_bc.yaml",
-                            "sweep_aug_bc.yaml"}
+                            "sweep_aug_bc.yaml", "pointmaze.yaml", "pointmaze_bc.yaml", "pointmaze_aux_bc.yaml",
+                            "pointmaze_aug_bc.yaml"}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -58,7 +60,8 @@ def test_game_overlay_applies_to_every_variant(variant, overlay, tmp_path):
         {k: v for k, v in base.model.hparams.items() if k != "variant"}
 
 
-@pytest.mark.parametrize("config,tiny", [("maze", TINY), ("minatar", TINY_MINATAR), ("sweep", TINY_SWEEP)])
+@pytest.mark.parametrize("config,tiny", [("maze", TINY), ("minatar", TINY_MINATAR), ("sweep", TINY_SWEEP),
+                                         ("pointmaze", TINY_POINTMAZE)])
 def test_fast_dev_run_in_process(config, tiny, tmp_path):
     """Lightning's fast_dev_run: two training and two validation batches, then the rollout
     suites, with no logger or checkpoint; the domain's data is generated on the way."""

@@ -73,7 +73,7 @@ def maps_match_up_to_ties(expert: np.ndarray, generated: np.ndarray) -> np.ndarr
 
 
 # ------------------------------------------------------------------ augmentation
-def _dihedral(grid: np.ndarray, t: int) -> np.ndarray:
+def dihedral(grid: np.ndarray, t: int) -> np.ndarray:
     """Transform t in 0..7 of the square's symmetry group, applied to the last two axes."""
     out = np.rot90(grid, k=t % 4, axes=(-2, -1))
     return np.flip(out, axis=-1) if t >= 4 else out
@@ -85,7 +85,7 @@ def _action_permutation(t: int) -> np.ndarray:
     for a, (dr, dc) in enumerate(ACTION_OFFSETS):
         probe = np.zeros((3, 3), dtype=np.int64)
         probe[1 + dr, 1 + dc] = 1
-        r, c = np.argwhere(_dihedral(probe, t) == 1)[0]
+        r, c = np.argwhere(dihedral(probe, t) == 1)[0]
         perm[a] = next(i for i, off in enumerate(ACTION_OFFSETS) if tuple(off) == (r - 1, c - 1))
     return perm
 
@@ -93,15 +93,19 @@ def _action_permutation(t: int) -> np.ndarray:
 _PERMS = [_action_permutation(t) for t in range(8)]
 
 
+def step_token_map(t: int) -> np.ndarray:
+    """Step token ids under transform t: an action token points where its move turns to. (STEP_VOCAB,)"""
+    token_map = np.arange(STEP_VOCAB, dtype=np.uint8)
+    token_map[2 : 2 + N_ACTIONS] = action_token(_PERMS[t])
+    return token_map
+
+
 def dihedral_augment(state: np.ndarray, steps: np.ndarray, action: int,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
     """A random rotation/reflection of a square maze, with actions (and action tokens) remapped."""
     t = int(rng.integers(8))
-    perm = _PERMS[t]
-    token_map = np.arange(STEP_VOCAB, dtype=np.uint8)
-    token_map[2 : 2 + N_ACTIONS] = action_token(perm)
-    return (np.ascontiguousarray(_dihedral(state, t)),
-            np.ascontiguousarray(token_map[_dihedral(steps, t)]), int(perm[action]))
+    return (np.ascontiguousarray(dihedral(state, t)),
+            np.ascontiguousarray(step_token_map(t)[dihedral(steps, t)]), int(_PERMS[t][action]))
 
 
 # ------------------------------------------------------------------ rendering

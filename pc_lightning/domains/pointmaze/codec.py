@@ -16,9 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from torch import Tensor
 
-from pc_lightning.domains.maze.codec import STEP_VOCAB
+from pc_lightning.data.bins import UniformBins
+from pc_lightning.domains.maze import codec as maze_codec
+from pc_lightning.domains.maze.codec import STEP_VOCAB, UNREACHED
 from pc_lightning.domains.pointmaze.env import cell_centre, cell_of
+from pc_lightning.spec import TokenSpec
 
 FREE, WALL, GOAL = 0, 1, 2
 BALL = 3  # the first ball token
@@ -94,5 +98,74 @@ def quantise(obs: dict[str, np.ndarray], shape: tuple[int, int], ball: BallBins 
     return {**obs, "pos": pos, "vel": vel, "cell": cell, "goal": cell_centre(obs["goal_cell"], shape)}
 
 
-#: step tokens: the maze's BFS maps
-STEP_TOKENS = STEP_VOCAB
+def token_spec(ball: BallBins, force: UniformBins) -> TokenSpec:
+    """The domain's spec: the maze's step tokens, an action block of the force's bins, and the
+    ball hidden from the steps (shown as FREE, or as GOAL where it sits in the goal cell, so
+    the flood starts there), so every decision in an episode shares one procedure."""
+    half = ball.n_ball // 2
+    return TokenSpec(ball.state_vocab, STEP_VOCAB, force.vocab, hidden_from_steps=list(range(BALL, BALL + ball.n_ball)),
+                     hidden_as=[FREE] * half + [GOAL] * half)
+
+
+def reached_ball(state: Tensor, step: Tensor) -> Tensor:
+    """The stop rule: the flood has reached the ball's cell. (B, H, W) x2 -> (B,)."""
+    return ((state >= BALL) & (step != UNREACHED)).flatten(1).any(1)
+
+
+def as_maze_state(state: np.ndarray) -> np.ndarray:
+    """State tokens as the maze domain's (the ball is its AGENT), for its pictures and metrics."""
+    return np.minimum(state, maze_codec.AGENT).astype(np.uint8)
+
+
+# ------------------------------------------------------------------ augmentation
+def _moved(n: int, t: int) -> np.ndarray:
+    """Where each cell of an n x n grid goes under dihedral transform t: (n*n,) new flat index."""
+    return maze_codec.dihedral(np.arange(n * n).reshape(n, n), t).reshape(-1).argsort()
+
+
+def _vector_map(n: int, t: int) -> np.ndarray:
+    """Bins (n, n) of an (x, y) vector, symmetric about 0, under transform t of the grid: (n, n, 2)
+    the new (x bin, y bin). A vector is placed on an n x n grid (row: y falling, column: x)
+    and moved with the grid, so it turns as the maze does."""
+    moved = _moved(n, t)
+    out = np.zeros((n, n, 2), dtype=np.int64)
+    for x in range(n):
+        for y in range(n):
+            r, c = divmod(int(moved[(n - 1 - y) * n + x]), n)
+            out[x, y] = (c, n - 1 - r)
+    return out
+
+
+def ball_token_map(ball: BallBins, t: int) -> np.ndarray:
+    """State token ids under transform t (the ball's sub-cell and velocity turn with the maze): (state_vocab,)."""
+    out = np.arange(ball.state_vocab, dtype=np.int64)
+    sub_moved, vel = _moved(ball.sub, t), _vector_map(ball.vel, t)
+    for token in range(BALL, ball.state_vocab):
+        sub, vb, on_goal = ball.untoken(token)
+        sub2 = np.array(divmod(int(sub_moved[sub[0] * ball.sub + sub[1]]), ball.sub))
+        out[token] = ball.token(sub2, vel[vb[0], vb[1]], on_goal)
+    return out
+
+
+class DihedralAugment:
+    """A random rotation or reflection of a square PointMaze state: the grid, the ball's sub-cell
+    and velocity, the BFS maps' moves and the force bins turn together (the physics, the PD
+    law and the bins are symmetric; the BFS's tie order is not, as in the maze)."""
+
+    def __init__(self, ball: BallBins, force_bins: int) -> None:
+        self.tokens = [ball_token_map(ball, t) for t in range(8)]
+        self.force = [_vector_map(force_bins, t) for t in range(8)]
+        self.step_tokens = [maze_codec.step_token_map(t) for t in range(8)]
+
+    def __call__(self, state: np.ndarray, steps: np.ndarray, action: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t = int(rng.integers(8))
+        state = self.tokens[t][maze_codec.dihedral(state, t)]
+        steps = self.step_tokens[t][maze_codec.dihedral(steps, t)]
+        return (np.ascontiguousarray(state), np.ascontiguousarray(steps),
+                self.force[t][int(action[0]), int(action[1])].copy())
+
+
+def render_procedures(state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
+    """The maze's picture of the expert's and the model's BFS maps (the ball drawn as its agent)."""
+    return maze_codec.render_procedures(as_maze_state(state), expert, generated)

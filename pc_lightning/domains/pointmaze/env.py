@@ -27,9 +27,13 @@ GOAL_RADIUS = 0.45  # gymnasium-robotics' success distance (cells)
 
 @lru_cache(maxsize=1)
 def _register() -> None:
-    import gymnasium as gym
-    import gymnasium_robotics
+    import contextlib
+    import io
 
+    import gymnasium as gym
+
+    with contextlib.redirect_stderr(io.StringIO()):  # its import prints a notice about Adroit hand versions
+        import gymnasium_robotics
     gym.register_envs(gymnasium_robotics)
 
 
@@ -61,7 +65,7 @@ class PointMazeEpisode:
         self.walls = np.asarray(walls, dtype=bool)
         self.repeat = repeat
         self.max_decisions = max_decisions
-        self.goal_cell, self.start_cell = sample_goal_start(self.walls, np.random.default_rng([episode_seed, 11]))
+        self.goal_cell, self.start_cell = self.cells(self.walls, episode_seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # gymnasium-robotics' notes on other environments' versions
             self.env = gym.make(ENV_ID, maze_map=self.walls.astype(int).tolist(), continuing_task=False,
@@ -71,6 +75,11 @@ class PointMazeEpisode:
         self._obs = obs
         self.decisions = 0
         self.success = False
+
+    @staticmethod
+    def cells(walls: np.ndarray, episode_seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The goal and start cells (2,) (row, col) that episode ``episode_seed`` draws on ``walls``."""
+        return sample_goal_start(np.asarray(walls, dtype=bool), np.random.default_rng([episode_seed, 11]))
 
     @property
     def done(self) -> bool:

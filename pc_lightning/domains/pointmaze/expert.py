@@ -5,7 +5,8 @@ Per decision:
 
 1. *Procedure*: the maze domain's BFS from the goal cell, round by round until the flood
    reaches the ball's cell (``bfs_procedure``: each round's map follows from the one
-   before by a local rule; the last holds the move of every reached cell).
+   before by a local rule; the last holds the move of every reached cell). In the goal
+   cell that is x_0 alone.
 2. *Target*: the centre of the cell that move leads to from the ball's cell; in the goal
    cell, the goal cell's centre.
 3. *Force*: ``clip(kp * (target - pos) - kd * vel, -1, 1)`` per axis, binned
@@ -25,7 +26,7 @@ import numpy as np
 
 from pc_lightning.data.bins import UniformBins
 from pc_lightning.domains.maze.env import ACTION_OFFSETS
-from pc_lightning.domains.maze.expert import bfs_distances, bfs_policy, bfs_procedure
+from pc_lightning.domains.maze.expert import bfs_distances, bfs_maps, bfs_policy, bfs_procedure
 from pc_lightning.domains.pointmaze.codec import BallBins, quantise
 from pc_lightning.domains.pointmaze.env import PointMazeEpisode, cell_centre
 
@@ -37,8 +38,9 @@ def force_bins(n: int = 5) -> UniformBins:
 
 @dataclass(frozen=True)
 class Decision:
-    """One expert decision: the BFS maps x_0..x_L (L+1, H, W) (None in the goal cell, where no
-    route is planned), the force's bin ids (2,), and the executed force (bin centres) (2,)."""
+    """One expert decision: the BFS maps x_0..x_L (L+1, H, W) until the flood reaches the ball's
+    cell (in the goal cell x_0 alone: the goal's map), or None where not asked for; the
+    force's bin ids (2,), and the executed force (bin centres) (2,)."""
 
     procedure: np.ndarray | None
     bins: np.ndarray
@@ -74,6 +76,8 @@ class PointMazeExpert:
         procedure = None
         if with_procedure and self.dist[cell[0], cell[1]] > 0:
             procedure, _ = bfs_procedure(self.walls, self.goal_cell, cell, self.dist)
+        elif with_procedure:  # in the goal cell: the flood has reached the ball at round 0
+            procedure = bfs_maps(self.walls, self.dist, self.policy, 1)
         raw = np.clip(self.kp * (self.target(cell, obs["goal"]) - obs["pos"]) - self.kd * obs["vel"], -1.0, 1.0)
         ids = self.bins.encode(raw)
         return Decision(procedure, ids, self.bins.decode(ids))
