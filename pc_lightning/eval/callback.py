@@ -302,7 +302,9 @@ class HeldOutEvaluation(Callback):
     @staticmethod
     def _step(trainer: L.Trainer) -> int:
         """The step Lightning logs this evaluation's scalars at (its logger connector's
-        default, the batches that stepped), so that images and GIFs sit beside them."""
+        default, the batches that stepped), so that images and GIFs sit beside them. Private,
+        but no public value equals it: ``trainer.global_step`` is one ahead during a validation
+        inside a training epoch (tests/test_cli.py catches the difference)."""
         return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
 
     def _log_image(self, trainer: L.Trainer, tag: str, image: torch.Tensor, step: int) -> None:
@@ -327,4 +329,4 @@ class HeldOutEvaluation(Callback):
             height=h, width=w, colorspace=3, encoded_image_string=buf.getvalue()))])
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment._get_file_writer().add_summary(summary, global_step=step)
+                logger.experiment.file_writer.add_summary(summary, global_step=step)
