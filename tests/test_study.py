@@ -95,6 +95,14 @@ def test_the_minatar_study_selects_on_validation_returns_and_tests_the_shift():
     assert len(Study.load(ROOT / "conf/study/minatar.yaml", quick=True).cells()) == 2
 
 
+def test_the_pointmaze_study_is_the_maze_s_figure_on_layouts():
+    s = Study.load(ROOT / "conf/study/pointmaze.yaml")
+    assert s.metric == "heldout/success_rate" and s.x_key == "data.init_args.n_train_layouts"
+    assert len(s.cells()) == 4 * 5 * 3
+    assert sorted(c.name for c in s.cells() if c.extras) == [f"pc-x5-s{k}" for k in s.seeds]
+    assert len(Study.load(ROOT / "conf/study/pointmaze.yaml", quick=True).cells()) == 4
+
+
 def test_the_flight_study_stacks_its_overlay_and_hashes_it(tmp_path):
     s = Study.load(ROOT / "conf/study/minatar_flight.yaml")
     assert s.metric == "heldout/return_frac_expert"
