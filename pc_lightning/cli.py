@@ -28,6 +28,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from pc_lightning.data import ProcedureDataModule
 from pc_lightning.errors import ConfigError, config_error_line
+from pc_lightning.lightning_compat import set_purge_step
 from pc_lightning.model import ProcedureCloner
 from pc_lightning.spec import TokenSpec
 
@@ -175,10 +176,10 @@ class ProcedureCLI(LightningCLI):
         self.check_domain()
         step = getattr(self, "_resume_step", None)
         for logger in self.trainer.loggers if step is not None else []:
-            # TensorBoard's purge_step: events of this run's folder from the checkpoint's step
-            # on (the dead run's unsaved steps, which this run logs again) are discarded on read
-            if isinstance(logger, TensorBoardLogger) and logger._experiment is None:
-                logger._kwargs["purge_step"] = step
+            # events of this run's folder from the checkpoint's step on (the dead run's
+            # unsaved steps, which this run logs again) are discarded on read
+            if isinstance(logger, TensorBoardLogger):
+                set_purge_step(logger, step)
 
     def before_validate(self) -> None:
         self.check_domain()

@@ -168,6 +168,10 @@ def test_a_tiny_fit_through_the_cli(tmp_path):
     assert {"heldout", "heldout_shift", "train_envs"} == {k.split("/")[0] for k in summary["results"]}
     assert 0.0 <= summary["results"]["heldout/fraction_in_bowls"] <= 1.0
     assert "the checkpoint chosen on val_envs/fraction_in_bowls" in proc.stderr + proc.stdout
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run_dir,) = {p.parent for p in (tmp_path / "runs").rglob("events.out.tfevents.*") if "test" not in p.parts}
+    assert "heldout/episode_model_left_expert_right" in EventAccumulator(str(run_dir)).Reload().Tags()["images"]
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from torchmetrics import MeanMetric
 
 from pc_lightning.data.datamodule import ProcedureDataModule
 from pc_lightning.eval.rollout import PolicyWithMemory, run_episodes
+from pc_lightning.lightning_compat import logged_step
 
 
 class HeldOutEvaluation(Callback):
@@ -251,7 +252,7 @@ class HeldOutEvaluation(Callback):
             if self.log_images and rank == 0 and name == self.animate_suite:
                 frames = suite.animate(pl_module)
                 if frames is not None:
-                    self._log_gif(trainer, f"{name}/episode_real_left_imagined_right", frames, image_step)
+                    self._log_gif(trainer, f"{name}/{suite.animation_tag}", frames, image_step)
         if was_training:
             pl_module.train()
         return results
@@ -301,11 +302,8 @@ class HeldOutEvaluation(Callback):
 
     @staticmethod
     def _step(trainer: L.Trainer) -> int:
-        """The step Lightning logs this evaluation's scalars at (its logger connector's
-        default, the batches that stepped), so that images and GIFs sit beside them. Private,
-        but no public value equals it: ``trainer.global_step`` is one ahead during a validation
-        inside a training epoch (tests/test_cli.py catches the difference)."""
-        return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+        """The step Lightning logs this evaluation's scalars at, so that images and GIFs sit beside them."""
+        return logged_step(trainer)
 
     def _log_image(self, trainer: L.Trainer, tag: str, image: torch.Tensor, step: int) -> None:
         for logger in trainer.loggers:

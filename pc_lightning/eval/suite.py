@@ -39,6 +39,8 @@ class EvalSuite(ABC):
     ``max_procedure_steps``: the most blocks generation may produce for one decision."""
 
     max_procedure_steps: int
+    #: the tag of :meth:`animate`'s GIF under the suite's name: it says what is where
+    animation_tag: str = "episode"
 
     @abstractmethod
     def episodes(self, rank: int = 0, world_size: int = 1) -> EpisodeBatch:
@@ -70,6 +72,6 @@ class EvalSuite(ABC):
         return {}
 
     def animate(self, module) -> np.ndarray | None:
-        """One episode played by ``module`` as frames (T, H, W, 3) uint8, logged as a GIF;
-        None (the default): no animation."""
+        """One episode played by ``module`` as frames (T, H, W, 3) uint8, logged as a GIF
+        tagged ``{suite}/{animation_tag}``; None (the default): no animation."""
         return None

@@ -74,6 +74,14 @@ class ProcedureCloner(L.LightningModule):
         self._cell_weights: Tensor | None = None
 
     @property
+    def attached(self) -> bool:
+        """Whether a Trainer runs this module (``self.trainer`` raises where none does)."""
+        try:
+            return self.trainer is not None
+        except RuntimeError:
+            return False
+
+    @property
     def uses_procedure(self) -> bool:
         return self.variant.uses_procedure
 
@@ -175,8 +183,9 @@ class ProcedureCloner(L.LightningModule):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         warmup = max(1, self.hparams.warmup_steps)
         total = self.hparams.decay_steps
-        if total is None and self._trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
-            total = self.trainer.max_steps
+        trainer = self.trainer if self.attached else None
+        if total is None and trainer is not None and trainer.max_steps and trainer.max_steps > 0:
+            total = trainer.max_steps
         floor = self.hparams.min_lr_ratio
 
         def factor(step: int) -> float:

@@ -132,6 +132,8 @@ class FlightSuite(EvalSuite):
     def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
         return self.codec.render_procedures(state, expert, generated)
 
+    animation_tag = "episode_real_left_imagined_right"
+
     @torch.no_grad()
     def animate(self, module) -> np.ndarray:
         """One episode of this suite's first seed played by ``module``: per step the real frame

@@ -138,6 +138,8 @@ class PointMazeSuite(EvalSuite):
     def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
         return codec.render_procedures(state, expert, generated)
 
+    animation_tag = "episode_ball_path_over_model_bfs_map"
+
     @torch.no_grad()
     def animate(self, module, scale: int = 12) -> np.ndarray:
         """Episode 0 played by ``module``, top-down: the layout, the goal, the model's last BFS

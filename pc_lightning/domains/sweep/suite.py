@@ -125,6 +125,8 @@ class SweepSuite(EvalSuite):
     def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
         return self.codec.render_procedures(state, expert, generated)
 
+    animation_tag = "episode_model_left_expert_right"
+
     @torch.no_grad()
     def animate(self, module) -> np.ndarray:
         """The suite's first configuration played by ``module`` (left) and by the expert
