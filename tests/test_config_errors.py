@@ -23,6 +23,13 @@ PROBES = [
     ("conf/sweep.yaml", "table", "{sizee: 20}", "unknown setting 'sizee'"),
     ("conf/sweep.yaml", "particles", "[5, 40]", "1 <= low <= high <= max_particles"),
     ("conf/sweep.yaml", "n_bins", "1", ">= 2; got 1"),
+    ("conf/pointmaze.yaml", "size", "15", "3k+1"),
+    ("conf/pointmaze.yaml", "heldout_size", "12", "3k+1"),
+    ("conf/pointmaze.yaml", "n_train_layouts", "0", ">= 1; got 0"),
+    ("conf/pointmaze.yaml", "episodes_per_layout", "60", "must be <= 50"),
+    ("conf/pointmaze.yaml", "force_bins", "1", ">= 2; got 1"),
+    ("conf/pointmaze.yaml", "max_speed", "0", "must be > 0"),
+    ("conf/pointmaze.yaml", "shortcut_prob", "-0.1", "[0.0, 1.0]"),
 ]
 
 
