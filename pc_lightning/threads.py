@@ -3,7 +3,7 @@
 Torch starts one intra-op thread per core. On a machine where another process keeps a core
 busy, those threads wait on each other at every barrier: a 60-step maze fit on 2 cores took
 2.6x its time alone with 2 threads beside ``python3 -c "while True: pass"``, and 1.03x with
-one (``docs/notes/2026-12-01-maze-training-time.md``). Which count is fastest depends on
+one (``bench/threads_busy.py`` measures it). Which count is fastest depends on
 what else runs, and that changes during a fit, so :class:`CPUThreads` measures it: every
 ``every_s`` seconds of training it times a few steps at the neighbouring counts and keeps the
 fastest (hill climbing, one thread at a time). ``OMP_NUM_THREADS`` set in the environment

@@ -20,6 +20,8 @@ from pc_lightning.data.datamodule import ProcedureDataModule
 from pc_lightning.eval.rollout import PolicyWithMemory, run_episodes
 from pc_lightning.lightning_compat import logged_step
 
+#: the suite whose first episode is logged as a GIF, where the suite animates one
+ANIMATED_SUITE = "heldout"
 
 class HeldOutEvaluation(Callback):
     """After each validation (every ``trainer.val_check_interval`` steps) and in ``test``,
@@ -45,27 +47,17 @@ class HeldOutEvaluation(Callback):
 
     Args:
         fit_suites: the suites evaluated at each validation during fit (None: every suite).
-        every_n_validations: evaluate on every n-th validation run only.
         n_probes: states per suite whose generated procedure is compared with the expert's.
-        log_images: log the expert-vs-generated image of the first probe (rank 0), and, where
-            the suite animates an episode (:meth:`EvalSuite.animate`), that episode as a GIF.
-        animate_suite: the suite whose episode is animated.
         max_batch: the most episodes one policy call steps. It bounds the memory of a
             rollout (the generation's attention and KV caches grow with the episodes
             stepped together: 100 mazes of 31x31 at once took 3 GB) and does not change
             the results; None steps all of a rank's episodes together.
     """
 
-    def __init__(self, every_n_validations: int = 1, n_probes: int = 16, log_images: bool = True,
-                 animate_suite: str = "heldout", max_batch: int | None = 32,
-                 fit_suites: list[str] | None = None) -> None:
+    def __init__(self, n_probes: int = 16, max_batch: int | None = 32, fit_suites: list[str] | None = None) -> None:
         self.fit_suites = None if fit_suites is None else [str(n) for n in fit_suites]
         self.max_batch = max_batch
-        self.every_n_validations = every_n_validations
-        self.animate_suite = animate_suite
         self.n_probes = n_probes
-        self.log_images = log_images
-        self._validations = 0
         self._silenced: set[str] = set()
         self._train_s = 0.0  # training seconds before the running clock started
         self._clock: float | None = None  # perf_counter() when training last resumed, None while validating
@@ -107,9 +99,7 @@ class HeldOutEvaluation(Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        self._validations += 1
-        if self._validations % self.every_n_validations == 0:
-            self.evaluate(trainer, pl_module)
+        self.evaluate(trainer, pl_module)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.evaluate(trainer, pl_module)
@@ -245,11 +235,11 @@ class HeldOutEvaluation(Callback):
                     suite.procedure_accuracy(expert, steps, lengths), pl_module)
                 for key, values in suite.procedure_metrics(states, expert, steps, lengths).items():
                     results[f"{name}/{key}"] = self._mean(values, pl_module)
-                if self.log_images and rank == 0 and len(states):
+                if rank == 0 and len(states):
                     self._log_image(trainer, f"{name}/procedure_expert_top_model_bottom",
                                     suite.render(states[0], expert[0], steps[0, : int(lengths[0])].cpu().numpy()),
                                     image_step)
-            if self.log_images and rank == 0 and name == self.animate_suite:
+            if rank == 0 and name == ANIMATED_SUITE:
                 frames = suite.animate(pl_module)
                 if frames is not None:
                     self._log_gif(trainer, f"{name}/{suite.animation_tag}", frames, image_step)

@@ -143,7 +143,6 @@ class MinAtarDataModule(ProcedureDataModule):
             configuration; ``heldout_shift``: unseen seeds, shifted configuration), the test
             set: reported, never used for a choice.
         train_eval_episodes: episodes of suite ``train_envs`` on training seeds (0 = off).
-        net_threads: torch threads while the network trains (None: torch's default).
         action_weight, frame_weight: loss weights of the cells the decision rests on (score
             bins and actions, 50) and of each frame cell (1); the rest of row 10 weighs 5
             (:meth:`Codec.cell_weights`). ``frame_weight: 0`` clones the scores and actions
@@ -164,7 +163,7 @@ class MinAtarDataModule(ProcedureDataModule):
                  shift: dict[str, Any] | None = None, expert: dict[str, Any] | None = None,
                  network: dict[str, Any] | None = None,
                  n_val_env_episodes: int = 8, n_heldout_episodes: int = 16, train_eval_episodes: int = 4,
-                 net_threads: int | None = None, action_weight: float = 50.0, frame_weight: float = 1.0,
+                 action_weight: float = 50.0, frame_weight: float = 1.0,
                  workers: int = 2, chunk_blocks: int = 8, batch_size: int = 128, **kwargs: Any) -> None:
         super().__init__(workers=workers, chunk_blocks=chunk_blocks, batch_size=batch_size, **kwargs)
         self.game = check_game(game)
@@ -198,7 +197,6 @@ class MinAtarDataModule(ProcedureDataModule):
         self.network = dataclass_from(NetConfig, {**GAME_DEFAULTS[game]["network"], **(network or {}),
                                                   "sticky_action_prob": sticky_action_prob,
                                                   "difficulty_ramping": difficulty_ramping}, "data.init_args.network")
-        self.net_threads = net_threads
         self.n_val_env_episodes = n_val_env_episodes
         self.n_heldout_episodes = n_heldout_episodes
         self.train_eval_episodes = train_eval_episodes
@@ -224,7 +222,7 @@ class MinAtarDataModule(ProcedureDataModule):
         """The search's network, trained and cached first if missing."""
         path = net_path(self.game, self.network, self.data_dir)
         if not path.is_file():
-            get_net(self.game, self.network, self.data_dir, threads=self.net_threads)
+            get_net(self.game, self.network, self.data_dir)
         return path
 
     def generate(self, split: str) -> ProcedureRecords:

@@ -41,11 +41,6 @@ def to_level(x: np.ndarray) -> np.ndarray:
     return np.floor(np.asarray(x) * 2).astype(np.int64)
 
 
-def from_level(level: np.ndarray) -> np.ndarray:
-    """Levels -> the positions they stand for, the centre of each half cell."""
-    return (np.asarray(level, dtype=np.float64) + 0.5) / 2
-
-
 def move_velocities(tokens) -> np.ndarray:
     """The spatulas' velocities (2, 2) for the flood tokens at their cells (2,): SPEED along
     the move, (0, 0) at a source or unreached. The act step, shared by the expert and the
