@@ -14,6 +14,7 @@ vocabularies into the model.
 from __future__ import annotations
 
 import difflib
+import importlib
 import logging
 import re
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import jsonargparse
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -57,6 +59,12 @@ class ProcedureParser(LightningArgumentParser):
         return super().error(message, ex)
 
 
+def _import(class_path: str) -> type:
+    """The class a config's ``class_path`` names."""
+    module, _, name = str(class_path).rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 #: --ckpt_path values that name no file (Lightning resolves them; "last" is resolved here)
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 
@@ -82,6 +90,7 @@ class ProcedureCLI(LightningCLI):
         version), so on its own it would silently start from scratch. The resumed run's
         TensorBoard log purges what the dead run logged from the checkpoint's step on, so
         no step is drawn twice (:meth:`before_fit`)."""
+        self._name_run(self.config[self.subcommand] if self.subcommand else self.config)
         if self.subcommand is None:
             return
         cfg = self.config[self.subcommand]
@@ -104,6 +113,16 @@ class ProcedureCLI(LightningCLI):
         self._resume_step = int(_read_checkpoint(cfg.ckpt_path).get("global_step", 0))
         print(f"Resuming from {cfg.ckpt_path} (step {self._resume_step})", file=sys.stderr)
 
+    @staticmethod
+    def _name_run(cfg) -> None:
+        """A TensorBoard logger without a ``name`` (``conf/base.yaml``'s) logs to
+        ``<save_dir>/<domain>_<variant>``: ``runs/maze_pc``, ``runs/sweep_bc``."""
+        args = getattr(cfg.trainer.get("logger"), "init_args", None)
+        data = cfg.get("data")
+        if args is None or "name" not in args or args.get("name") is not None or data is None:
+            return
+        args.name = f"{_import(data.class_path).domain}_{cfg.model.variant}"
+
     def _beside_checkpoint(self, cfg) -> None:
         """``test`` (validate, predict) of a run's checkpoint logs into that run's folder:
         ``<run>/test/version_K`` (its own TensorBoard run, so its step-0 numbers do not fall
@@ -122,7 +141,7 @@ class ProcedureCLI(LightningCLI):
             return
         args.save_dir, args.name, args.version = str(path.parent.parent), self.subcommand, None
         for cb in cfg.trainer.get("callbacks") or []:
-            if str(getattr(cb, "class_path", "")).endswith("ModelCheckpoint") and getattr(cb, "init_args", None) is not None:
+            if getattr(cb, "init_args", None) is not None and issubclass(_import(cb.class_path), ModelCheckpoint):
                 cb.init_args.dirpath = str(path.parent)
 
     # ----------------------------------------------------------------- checkpoint checks

@@ -7,11 +7,12 @@ import yaml
 
 from conftest import ROOT, TINY
 from pc_lightning.cli import build_cli
+from pc_lightning.eval import BestCheckpoint
 from test_minatar import TINY_MINATAR
 from test_pointmaze import TINY_POINTMAZE
 from test_sweep import TINY_SWEEP
 
-CONFIGS = sorted(p.name for p in (ROOT / "conf").glob("*.yaml"))
+CONFIGS = sorted(p.name for p in (ROOT / "conf").glob("*.yaml") if p.name != "base.yaml")  # base: shared, not a run
 VARIANT_OF = {"maze": "pc", "minatar": "pc", "sweep": "pc", "pointmaze": "pc"}  # a base config is PC; an overlay names its variant
 
 
@@ -20,6 +21,16 @@ def test_every_config_is_tested():
                             "minatar_bc.yaml", "minatar_aux_bc.yaml", "sweep.yaml", "sweep_bc.yaml", "sweep_aux_bc.yaml",
                             "sweep_aug_bc.yaml", "pointmaze.yaml", "pointmaze_bc.yaml", "pointmaze_aux_bc.yaml",
                             "pointmaze_aug_bc.yaml"}
+
+
+@pytest.mark.parametrize("domain", sorted(VARIANT_OF))
+def test_domain_configs_stack_on_base_and_repeat_none_of_it(domain):
+    """conf/base.yaml holds the trainer, logger and callbacks once; a domain's config says
+    only its budget, model and data."""
+    declared = yaml.safe_load((ROOT / "conf" / f"{domain}.yaml").read_text())
+    assert declared["config"] == "base.yaml"
+    assert "trainer" not in declared and "seed_everything" not in declared
+    assert {k for k in declared if k.startswith("trainer.")} <= {"trainer.max_steps", "trainer.val_check_interval"}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -32,8 +43,10 @@ def test_config_parses_and_selects_on_validation(name, tmp_path):
     assert cli.datamodule.variant == cli.model.variant  # linked, not repeated
     assert type(cli.datamodule).__module__.startswith(f"pc_lightning.domains.{domain}")
     assert cli.trainer.logger.name == f"{domain}_{cli.model.variant.name}"
-    monitors = [cb.monitor for cb in cli.trainer.checkpoint_callbacks if cb.monitor]
-    assert monitors and all(m.startswith("val_envs/") for m in monitors), monitors
+    monitors = [cb.resolve_monitor(cli.datamodule) if isinstance(cb, BestCheckpoint) else cb.monitor
+                 for cb in cli.trainer.checkpoint_callbacks]
+    monitors = [m for m in monitors if m]
+    assert monitors == [f"val_envs/{cli.datamodule.selection_metric}"], monitors
     assert not (tmp_path / "data").exists(), "parsing a config generates no data"
 
 

@@ -6,7 +6,7 @@ import torch
 
 from pc_lightning.domains.maze import MazeDataModule
 from pc_lightning.domains.maze.suite import MazeSuite
-from pc_lightning.eval import HeldOutEvaluation, PolicyWithMemory, procedure_accuracy, run_episodes
+from pc_lightning.eval import BestCheckpoint, HeldOutEvaluation, PolicyWithMemory, procedure_accuracy, run_episodes
 from pc_lightning.model import ProcedureCloner
 
 
@@ -89,6 +89,24 @@ def test_suites_selects_rollout_suites_by_name():
     # a test of the same config may select other suites: fit_suites only concerns a fit
     trainer.datamodule = MazeDataModule(size=10, n_train_mazes=2, suites=["heldout"])
     HeldOutEvaluation(fit_suites=["val_envs"]).setup(trainer, None, "test")
+
+
+def test_evaluation_and_best_checkpoint_take_what_the_config_leaves_out_from_the_domain():
+    class Declared(MazeDataModule):
+        selection_metric, fit_suites, n_probes = "path_ratio", ("val_envs",), 3
+
+    trainer = SimpleNamespace(datamodule=Declared(size=10, n_train_mazes=2))
+    evaluation = HeldOutEvaluation()
+    evaluation.setup(trainer, None, "fit")
+    assert (evaluation.fit_suites, evaluation.n_probes) == (["val_envs"], 3)
+    given = HeldOutEvaluation(fit_suites=["val_envs", "heldout"], n_probes=0)
+    given.setup(trainer, None, "fit")
+    assert (given.fit_suites, given.n_probes) == (["val_envs", "heldout"], 0)
+    plain = HeldOutEvaluation()
+    plain.setup(SimpleNamespace(datamodule=MazeDataModule(size=10, n_train_mazes=2)), None, "fit")
+    assert (plain.fit_suites, plain.n_probes) == (None, 16)  # the maze: every suite at each validation
+    assert BestCheckpoint().resolve_monitor(trainer.datamodule) == "val_envs/path_ratio"
+    assert BestCheckpoint(monitor="val_envs/x").resolve_monitor(trainer.datamodule) == "val_envs/x"
 
 
 def test_procedure_accuracy_counts_exact_steps():

@@ -34,7 +34,8 @@ class ProcedureDataModule(L.LightningDataModule):
     named by a hash of everything that determines it, and serves teacher-forcing batches.
 
     This is the domain contract (``docs/adding_a_domain.md``): a domain subclass sets
-    ``domain`` and ``generator_version`` and implements :meth:`generator_config`,
+    ``domain`` and ``generator_version`` (and, where the defaults do not fit, the evaluation
+    facts below) and implements :meth:`generator_config`,
     :meth:`generate`, :attr:`spec` and :meth:`build_suites`; :meth:`augment_fn` is an
     optional hook (default: none). It takes its own arguments and passes the rest
     (``**kwargs``, which the CLI reads from this signature) on to this class.
@@ -56,6 +57,13 @@ class ProcedureDataModule(L.LightningDataModule):
     domain: str = "base"
     generator_version: str = "0"
     splits: tuple[str, ...] = ("train", "val")
+    #: the ``val_envs`` metric ``best.ckpt`` is chosen on (:class:`~pc_lightning.eval.BestCheckpoint`)
+    selection_metric: str = "success_rate"
+    #: the suites validations roll out during fit (None: all); the chosen checkpoint then
+    #: plays the others once (:class:`~pc_lightning.eval.HeldOutEvaluation`)
+    fit_suites: tuple[str, ...] | None = None
+    #: probe states per suite whose generated procedure is compared with the expert's
+    n_probes: int = 16
 
     def __init__(self, seed: int = 0, workers: int = 1, variant: str = "pc", window: int | None = 1,
                  n_layers: int = 2, chunk_blocks: int = 4, batch_size: int = 32, num_workers: int = 0,

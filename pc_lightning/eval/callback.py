@@ -46,18 +46,22 @@ class HeldOutEvaluation(Callback):
     numbers are those of the whole suite under DDP too.
 
     Args:
-        fit_suites: the suites evaluated at each validation during fit (None: every suite).
-        n_probes: states per suite whose generated procedure is compared with the expert's.
+        fit_suites: the suites evaluated at each validation during fit (None: the domain's
+            :attr:`~pc_lightning.data.ProcedureDataModule.fit_suites`, where None means every suite).
+        n_probes: states per suite whose generated procedure is compared with the expert's
+            (None: the domain's :attr:`~pc_lightning.data.ProcedureDataModule.n_probes`).
         max_batch: the most episodes one policy call steps. It bounds the memory of a
             rollout (the generation's attention and KV caches grow with the episodes
             stepped together: 100 mazes of 31x31 at once took 3 GB) and does not change
             the results; None steps all of a rank's episodes together.
     """
 
-    def __init__(self, n_probes: int = 16, max_batch: int | None = 32, fit_suites: list[str] | None = None) -> None:
-        self.fit_suites = None if fit_suites is None else [str(n) for n in fit_suites]
+    def __init__(self, n_probes: int | None = None, max_batch: int | None = 32,
+                 fit_suites: list[str] | None = None) -> None:
+        self._given = {"fit_suites": None if fit_suites is None else [str(n) for n in fit_suites],
+                       "n_probes": n_probes}
+        self.fit_suites, self.n_probes = self._given["fit_suites"], n_probes
         self.max_batch = max_batch
-        self.n_probes = n_probes
         self._silenced: set[str] = set()
         self._train_s = 0.0  # training seconds before the running clock started
         self._clock: float | None = None  # perf_counter() when training last resumed, None while validating
@@ -66,6 +70,10 @@ class HeldOutEvaluation(Callback):
         """Check ``data.init_args.suites`` and, for a fit, ``fit_suites`` before any training
         (each error names its key)."""
         datamodule = trainer.datamodule
+        if isinstance(datamodule, ProcedureDataModule):  # what the config leaves out, the domain declares
+            fit_suites, n_probes = self._given["fit_suites"], self._given["n_probes"]
+            self.fit_suites = list(datamodule.fit_suites) if fit_suites is None and datamodule.fit_suites else fit_suites
+            self.n_probes = datamodule.n_probes if n_probes is None else n_probes
         if isinstance(datamodule, ProcedureDataModule) and datamodule.suites is not None:
             datamodule.selected_suites()
         if isinstance(datamodule, ProcedureDataModule) and self.fit_suites is not None and stage == "fit":
@@ -227,7 +235,7 @@ class HeldOutEvaluation(Callback):
                 results[f"{name}/{stat}"] = self._mean(values, pl_module)
             seconds = time.perf_counter() - start
             results[f"{name}/episodes_per_s"] = self._mean(np.array([n_episodes / max(seconds, 1e-9)]), pl_module)
-            if pl_module.uses_procedure and self.n_probes > 0:
+            if pl_module.uses_procedure and (self.n_probes or 0) > 0:
                 states, expert = suite.probes(rank, world)
                 states, expert = states[: self.n_probes], expert[: self.n_probes]
                 steps, lengths = self._generate(pl_module, states, suite)

@@ -157,6 +157,8 @@ class MinAtarDataModule(ProcedureDataModule):
     # 5: the state block is the 10 x 10 frame alone (steps keep their 11 x 10); 6: the guided search,
     # root blocks then the PV; 7: binned scores decide, the running best shifted one block; 8: every root
     # action's score bin in one block, then the decision, then the PV
+    selection_metric = "return"
+    n_probes = 8  # a search probe costs a search
 
     def __init__(self, game: str = "breakout", procedure: str = "search", n_train_episodes: int = 128,
                  n_val_episodes: int = 1, max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,

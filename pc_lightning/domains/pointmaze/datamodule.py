@@ -59,6 +59,7 @@ class PointMazeDataModule(ProcedureDataModule):
 
     domain = "pointmaze"
     generator_version = "1"
+    fit_suites = ("val_envs",)  # a weak model's episodes run to the step limit: the test suites once, at the end
 
     def __init__(self, size: int = 16, n_train_layouts: int = 5, episodes_per_layout: int = 4,
                  n_val_layouts: int = 2, val_episodes_per_layout: int = 2, n_val_env_layouts: int = 10,

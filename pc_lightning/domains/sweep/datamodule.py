@@ -71,6 +71,8 @@ class SweepDataModule(ProcedureDataModule):
 
     domain = "sweep"
     generator_version = "3"  # 3: the effectors' floods on the table's grid; 2: waypoints in coordinate rows
+    selection_metric = "fraction_in_bowls"
+    fit_suites = ("val_envs",)  # a weak model's episodes run to the step limit: the test suites once, at the end
 
     def __init__(self, n_train_configs: int = 40, n_val_configs: int = 4, particles: tuple[int, int] = (4, 8),
                  shift_particles: tuple[int, int] = (10, 12), max_particles: int = 12, n_val_env_configs: int = 16,
