@@ -37,7 +37,7 @@ def test_fit_every_variant(cli, tmp_path, config):
     assert f"checkpoint (chosen on val_envs/" in said and "best.ckpt" in said and "logs (tensorboard --logdir" in said
     # best.ckpt is chosen on the validation mazes, never on the held-out ones
     state = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=False, map_location="cpu")
-    (selector,) = [v for k, v in state["callbacks"].items() if k.startswith("BestCheckpoint") and v["monitor"]]
+    (selector,) = [v for k, v in state["callbacks"].items() if k.startswith("ModelCheckpoint") and v["monitor"]]
     assert selector["monitor"] == "val_envs/success_rate"
     assert float(selector["best_model_score"]) == max(values["val_envs/success_rate"])
     assert values["hp_metric"] == [pytest.approx(float(selector["best_model_score"]))]  # not -1

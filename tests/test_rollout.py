@@ -3,6 +3,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pc_lightning.domains.maze import MazeDataModule
 from pc_lightning.domains.maze.suite import MazeSuite
@@ -107,6 +108,11 @@ def test_evaluation_and_best_checkpoint_take_what_the_config_leaves_out_from_the
     assert (plain.fit_suites, plain.n_probes) == (None, 16)  # the maze: every suite at each validation
     assert BestCheckpoint().resolve_monitor(trainer.datamodule) == "val_envs/path_ratio"
     assert BestCheckpoint(monitor="val_envs/x").resolve_monitor(trainer.datamodule) == "val_envs/x"
+    # the key its state is saved under is a plain ModelCheckpoint's: older runs resume with their best score
+    plain_best = ModelCheckpoint(monitor="val_envs/path_ratio", mode="max", filename="best")
+    best = BestCheckpoint()
+    best.resolve_monitor(trainer.datamodule)
+    assert best.state_key == plain_best.state_key
 
 
 def test_procedure_accuracy_counts_exact_steps():

@@ -26,6 +26,13 @@ class BestCheckpoint(ModelCheckpoint):
     def __init__(self, monitor: str | None = None, mode: str = "max", filename: str = "best", **kwargs: Any) -> None:
         super().__init__(monitor=monitor, mode=mode, filename=filename, **kwargs)
 
+    @property
+    def state_key(self) -> str:
+        """``ModelCheckpoint``'s key for the same settings: a run saved before this class
+        existed (with a plain ``ModelCheckpoint``) resumes with its best score."""
+        key = super().state_key
+        return "ModelCheckpoint" + key.removeprefix(type(self).__qualname__)
+
     def resolve_monitor(self, datamodule: object) -> str | None:
         """Set (where not given) and return the monitored metric for ``datamodule``."""
         if self.monitor is None and isinstance(datamodule, ProcedureDataModule):
