@@ -50,7 +50,7 @@ def interval(values: list[float]) -> tuple[float, float]:
 
 def chosen(run: Path, metrics: list[str]) -> tuple[int, dict[str, float]]:
     """The step of ``run``'s best.ckpt and each metric's value logged at that step."""
-    from pc_lightning.study import scalars
+    from pc_lightning.logs import scalars
 
     ckpt = run / "checkpoints" / "best.ckpt"
     if not ckpt.is_file():
