@@ -13,6 +13,7 @@ vocabularies into the model.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib
 import logging
@@ -63,6 +64,22 @@ def _import(class_path: str) -> type:
     """The class a config's ``class_path`` names."""
     module, _, name = str(class_path).rpartition(".")
     return getattr(importlib.import_module(module), name)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, jsonargparse.DefaultHelpFormatter):
+    """jsonargparse's help, with the description's lines kept as written."""
+
+
+#: ``pc-lightning --help``'s text: Lightning's subcommands are listed below it, these two are not
+DESCRIPTION = """Procedure cloning with PyTorch Lightning.
+
+  pc-lightning fit --config conf/maze.yaml      train (fit), then test, validate or predict a checkpoint
+  pc-lightning study --config conf/study/maze.yaml [--quick]   a grid of fits: held-out score
+                                                 against training data, every variant, with intervals
+  pc-lightning summary RUN [RUN ...] --metrics TAG [TAG ...]   the chosen checkpoints of a few runs
+                                                 (mean, 95% t-interval)
+
+Each takes --help."""
 
 
 #: --ckpt_path values that name no file (Lightning resolves them; "last" is resolved here)
@@ -244,7 +261,8 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> ProcedureCLI:
         subclass_mode_data=True,
         parser_class=ProcedureParser,
         # no abbreviations: --model.n_layer is an error (naming n_layers), not n_layers
-        parser_kwargs={"parser_mode": "omegaconf+", "allow_abbrev": False},
+        parser_kwargs={"parser_mode": "omegaconf+", "allow_abbrev": False, "description": DESCRIPTION,
+                       "formatter_class": _HelpFormatter},
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

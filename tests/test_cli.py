@@ -157,3 +157,14 @@ def test_a_bad_checkpoint_is_named_before_any_data(cli, tmp_path, case):
             "other_variant": "a 'bc' checkpoint, but model.variant is 'pc'"}[case]
     assert want in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists(), "checked before anything is made"
+
+
+def test_top_level_help_names_study_and_summary(capsys):
+    """``study`` and ``summary`` are not Lightning subcommands: ``pc-lightning --help`` says they exist."""
+    from pc_lightning.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "pc-lightning study --config" in out and "pc-lightning summary RUN" in out and "{fit,validate,test,predict}" in out
