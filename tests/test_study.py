@@ -103,6 +103,21 @@ def test_the_pointmaze_study_is_the_maze_s_figure_on_layouts():
     assert len(Study.load(ROOT / "conf/study/pointmaze.yaml", quick=True).cells()) == 4
 
 
+def test_the_headline_study_is_the_readme_table_and_runs_a_variant_alone():
+    s = Study.load(ROOT / "conf/study/maze_headline.yaml")
+    assert s.overrides == [] and s.x_values == [5] and s.seeds == [0, 1, 2]
+    cells = s.cells()
+    assert len(cells) == 4 * 3 and sorted(c.name for c in cells if c.extras) == ["pc-x5-s0", "pc-x5-s1", "pc-x5-s2"]
+    # the cells read conf/base.yaml too: a change there is a change of every cell
+    assert all(ROOT / "conf/base.yaml" in [f.resolve() for f in c.config_files] for c in cells)
+    digests = {c.name: c.digest for c in cells}
+    s.only_variants(["pc"])
+    assert [c.name for c in s.cells()] == ["pc-x5-s0", "pc-x5-s1", "pc-x5-s2"]
+    assert all(c.digest == digests[c.name] for c in s.cells()), "the same cells, whichever variants run"
+    with pytest.raises(SystemExit, match="--variants ppc: not in the study"):
+        s.only_variants(["ppc"])
+
+
 def test_the_flight_study_stacks_its_overlay_and_hashes_it(tmp_path):
     s = Study.load(ROOT / "conf/study/minatar_flight.yaml")
     assert s.metric == "heldout/return_frac_expert"

@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="local: a process pool here; ray: one Ray task per cell, on a cluster or a local instance")
     p.add_argument("--ray-address", default=None,
                    help="with --engine ray: a running cluster ('auto', 'ray://host:10001'); default: start a local one")
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="run (or report) only these variants' cells, e.g. --variants pc; the others' finished cells are kept")
     p.add_argument("--out", default=None, help="results folder (default: the config's out, runs/study/<name>)")
     p.add_argument("--report", default=None, help="where the table and figure go (default: <out>/study_<name>.md/.png)")
     p.add_argument("--report-only", action="store_true",
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError as e:
         raise SystemExit(f"pc-lightning study needs {e.name}: pip install -e '.[study]'")
     study = Study.load(a.config, quick=a.quick)
+    if a.variants:
+        study.only_variants(a.variants)
     if a.out:
         study.out = Path(a.out)
     if a.report_only:

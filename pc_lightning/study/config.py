@@ -116,6 +116,13 @@ class Study:
                    memory_gb=raw.get("memory_gb"),
                    out=out, title=raw.get("title", ""))
 
+    def only_variants(self, names: list[str]) -> None:
+        """Keep the variants ``names`` (in the config's order); SystemExit naming an unknown one."""
+        unknown = [n for n in names if n not in self.variants]
+        if unknown:
+            raise SystemExit(f"--variants {' '.join(unknown)}: not in the study (it has {', '.join(self.variants)})")
+        self.variants = {v: c for v, c in self.variants.items() if v in names}
+
     def extra_applies(self, name: str, cell: Cell) -> bool:
         """Whether extra test ``name`` runs on ``cell`` (an extra test may name its variants and x values)."""
         only = self.extra_only.get(name, {})
