@@ -128,7 +128,7 @@ def test_the_steps_see_the_ball_as_free_or_as_the_goal_and_stop_at_its_cell():
     ball = BallBins()
     spec = token_spec(ball, force_bins())
     net = ProcedureTransformer(TransformerConfig(spec.state_vocab, spec.step_vocab, spec.action_vocab,
-                                                 hide_from_steps=tuple(spec.hidden_from_steps),
+                                                 hidden_from_steps=tuple(spec.hidden_from_steps),
                                                  hidden_as=tuple(spec.hidden_as)))
     walls = layout(10, 6)
     run = expert_episode(walls, 600, ball, 5, 8)

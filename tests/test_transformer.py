@@ -216,7 +216,7 @@ def test_cached_generation_with_hidden_agent_equals_full_forward(window, patch):
     """The maze setting: step blocks see the state without token 3, the host block sees it
     all, and the query reads its host block's window only; a chain generated before resumes
     to exactly the same result."""
-    net = make(window, hide_from_steps=(3,), patch=patch)
+    net = make(window, hidden_from_steps=(3,), patch=patch)
     state, _ = batch(b=4)
     gen = generate(net, state, max_steps=6)
     for i in range(4):
@@ -231,7 +231,7 @@ def test_cached_generation_with_hidden_agent_equals_full_forward(window, patch):
 def test_hidden_tokens_are_shown_as_their_replacement():
     """PointMaze's setting: hidden token 3 is shown as 0, hidden token 2 as 1 (a ball on the goal
     shows the goal); the context decides x_0 and every step, the host block sees the state."""
-    net = make(1, hide_from_steps=(2, 3), hidden_as=(1, 0))
+    net = make(1, hidden_from_steps=(2, 3), hidden_as=(1, 0))
     state, steps = batch(b=1)
     assert torch.equal(net.step_context(torch.tensor([0, 1, 2, 3])), torch.tensor([0, 1, 1, 0]))
     shown = net.step_context(state)
@@ -240,9 +240,9 @@ def test_hidden_tokens_are_shown_as_their_replacement():
     x0_shown, x_shown, _ = net(shown, steps)
     assert torch.allclose(x, x_shown, atol=1e-6)  # steps see only the context
     with pytest.raises(ValueError, match="hidden_as"):
-        TransformerConfig(4, 6, 4, hide_from_steps=(2, 3), hidden_as=(0,))
+        TransformerConfig(4, 6, 4, hidden_from_steps=(2, 3), hidden_as=(0,))
     with pytest.raises(ValueError, match="hidden_as"):
-        TransformerConfig(4, 6, 4, hide_from_steps=(2, 3), hidden_as=(0, 2))  # 2 is hidden itself
+        TransformerConfig(4, 6, 4, hidden_from_steps=(2, 3), hidden_as=(0, 2))  # 2 is hidden itself
 
 
 def test_column_stem_equals_the_2d_convolution():

@@ -171,7 +171,7 @@ def generate(net: ProcedureTransformer, state: Tensor, max_steps: int, stop_fn: 
     state_shape = tuple(state.shape[-2:])
     dev = state.device
     window = net.cfg.window
-    hidden = bool(net.cfg.hide_from_steps)
+    hidden = bool(net.cfg.hidden_from_steps)
     contexts = net.step_context(state)  # (B, Hs, Ws)
     if hidden:  # step blocks see the context block, which can come from a chain
         x0, context_kv, start_kv = _context_pass(net, contexts, prefixes)

@@ -64,13 +64,9 @@ class ProcedureCloner(L.LightningModule):
         self.spec = spec
         self.save_hyperparameters(ignore=["spec"])
         self.hparams["spec"] = asdict(spec)  # plain types: checkpoints load with weights_only=True
-        self.net = ProcedureTransformer(TransformerConfig(
-            state_vocab=spec.state_vocab, step_vocab=spec.step_vocab, action_vocab=spec.action_vocab,
-            d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff, dropout=dropout, window=window,
-            stem_kernel=stem_kernel, stem_layers=stem_layers, hide_from_steps=tuple(spec.hidden_from_steps),
-            hidden_as=tuple(spec.hidden_as or ()),
-            patch=tuple(patch), step_bits=spec.step_bits if bit_head else 0,
-            step_shape=None if spec.step_shape is None else tuple(spec.step_shape)))
+        self.net = ProcedureTransformer(TransformerConfig.from_spec(
+            spec, bit_head, d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff, dropout=dropout,
+            window=window, stem_kernel=stem_kernel, stem_layers=stem_layers, patch=tuple(patch)))
         self._cell_weights: Tensor | None = None
 
     @property

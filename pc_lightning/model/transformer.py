@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pc_lightning.spec import check_hidden_as
+from pc_lightning.spec import TokenSpec
 
 SMALL_ATTENTION_KEYS = 64  # up to this many keys, attention is two batched matmuls, not the fused kernel
 
@@ -59,35 +60,43 @@ class TransformerConfig:
     window: int | None = 1
     stem_kernel: int = 3
     stem_layers: int = 1
-    hide_from_steps: tuple[int, ...] = ()
+    hidden_from_steps: tuple[int, ...] = ()
     hidden_as: tuple[int, ...] = ()  # per hidden token, the token shown in its place (empty: 0 for each)
     patch: tuple[int, int] = (1, 1)
     step_bits: int = 0
     step_shape: tuple[int, int] | None = None  # steps' own shape (then a start block predicts x_0)
 
     def __post_init__(self) -> None:
-        self.hide_from_steps = tuple(self.hide_from_steps)
+        self.hidden_from_steps = tuple(self.hidden_from_steps)
         self.hidden_as = tuple(self.hidden_as)
         if self.step_shape is not None:
             self.step_shape = tuple(int(n) for n in self.step_shape)
         self.patch = tuple(int(p) for p in self.patch)
         if len(self.patch) != 2 or min(self.patch) < 1:
             raise ValueError(f"patch must be two positive sizes (rows, columns), got {self.patch}")
-        if self.step_bits < 0 or 2**self.step_bits > self.step_vocab:
-            raise ValueError(f"step_bits={self.step_bits} needs 0 <= 2**step_bits <= step_vocab={self.step_vocab}")
-        if any(not 0 < t < self.state_vocab for t in self.hide_from_steps):
-            raise ValueError(f"hide_from_steps must hold state tokens in 1..{self.state_vocab - 1}, "
-                             f"got {self.hide_from_steps}")
-        if self.hidden_as:
-            check_hidden_as(self.hide_from_steps, self.hidden_as, self.state_vocab)
+        self.token_spec()  # the token fields' checks are the spec's, stated once
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.window is not None and self.window < 1:
             raise ValueError(f"window must be >= 1 or None (full attention), got {self.window}")
         if self.stem_kernel % 2 == 0:
             raise ValueError(f"stem_kernel must be odd, got {self.stem_kernel}")
-        if min(self.action_bins) < 1:
-            raise ValueError(f"action_vocab must hold positive bin counts, got {self.action_vocab}")
+
+    def token_spec(self) -> TokenSpec:
+        """The token fields as a (checked) :class:`~pc_lightning.spec.TokenSpec`."""
+        return TokenSpec(self.state_vocab, self.step_vocab, list(self.action_bins) if isinstance(
+            self.action_vocab, (tuple, list)) else self.action_vocab, hidden_from_steps=list(self.hidden_from_steps),
+            hidden_as=list(self.hidden_as) or None, step_bits=self.step_bits,
+            step_shape=None if self.step_shape is None else list(self.step_shape))
+
+    @classmethod
+    def from_spec(cls, spec: TokenSpec, bit_head: bool = False, **sizes: Any) -> "TransformerConfig":
+        """The network for a domain's ``spec``, with the sizes given (``d_model``, ``window``, ...);
+        ``bit_head`` predicts bit-vector cells bit by bit (needs ``spec.step_bits``)."""
+        return cls(state_vocab=spec.state_vocab, step_vocab=spec.step_vocab, action_vocab=spec.action_vocab,
+                   hidden_from_steps=tuple(spec.hidden_from_steps), hidden_as=tuple(spec.hidden_as or ()),
+                   step_bits=spec.step_bits if bit_head else 0,
+                   step_shape=None if spec.step_shape is None else tuple(spec.step_shape), **sizes)
 
     @property
     def action_bins(self) -> tuple[int, ...]:
@@ -299,7 +308,7 @@ class ProcedureTransformer(nn.Module):
         self._bins_differ = len(set(bins)) > 1
         # the context: state token t is seen as context_lut[t] by step blocks
         lut = torch.arange(cfg.state_vocab)
-        lut[list(cfg.hide_from_steps)] = torch.tensor(cfg.hidden_as or [0] * len(cfg.hide_from_steps), dtype=torch.long)
+        lut[list(cfg.hidden_from_steps)] = torch.tensor(cfg.hidden_as or [0] * len(cfg.hidden_from_steps), dtype=torch.long)
         self.register_buffer("context_lut", lut, persistent=False)  # (state_vocab,)
         self._bias_cache: dict[tuple, Tensor] = {}
 
@@ -307,7 +316,7 @@ class ProcedureTransformer(nn.Module):
     def reusable(self) -> bool:
         """Whether a generated chain depends on the state only through :meth:`step_context`.
 
-        Step blocks see the state only as its context (the state with ``hide_from_steps``
+        Step blocks see the state only as its context (the state with ``hidden_from_steps``
         tokens blanked: per cell, and as the context block they attend to). With window 1,
         x_{l+1} = f(x_l, context), so states with the same context share the whole greedy
         chain, and a rollout continues the previous step's procedure instead of starting
@@ -315,9 +324,9 @@ class ProcedureTransformer(nn.Module):
         return self.cfg.window == 1
 
     def step_context(self, state: Tensor) -> Tensor:
-        """The state as step blocks see it per cell: each ``hide_from_steps`` token becomes its
+        """The state as step blocks see it per cell: each ``hidden_from_steps`` token becomes its
         ``hidden_as`` token (token 0 by default)."""
-        return self.context_lut[state] if self.cfg.hide_from_steps else state
+        return self.context_lut[state] if self.cfg.hidden_from_steps else state
 
     def step_shape(self, state: Tensor) -> tuple[int, int]:
         """(Hx, Wx) of the step blocks that go with states (..., Hs, Ws)."""
@@ -428,7 +437,7 @@ class ProcedureTransformer(nn.Module):
         vocab = self.context_vocab
         e = self._embed(self.step_emb, steps, self.step_in_vocab)  # (B, K, H', W', d)
         ctx = self._embed(self.state_in_step_emb, self.context_cells(self.step_context(state), h, w), vocab)[:, None]
-        if host is not None and self.cfg.hide_from_steps:
+        if host is not None and self.cfg.hidden_from_steps:
             full = self._embed(self.state_in_step_emb, self.context_cells(state, h, w), vocab)[:, None]
             ctx = torch.where(host[:, :, None, None, None], full, ctx)  # (B, K, H', W', d)
         return self.step_stem((e + ctx).reshape(b * k, gh, gw, -1)).reshape(b, k, gh * gw, -1)
@@ -452,7 +461,7 @@ class ProcedureTransformer(nn.Module):
         n_s = math.prod(self.grid(h_s, w_s))  # tokens of the state block
         dev = state.device
         has_steps = steps is not None and steps.shape[1] > 0
-        separate_context = bool(self.cfg.hide_from_steps) and has_steps  # BC needs no context
+        separate_context = bool(self.cfg.hidden_from_steps) and has_steps  # BC needs no context
         hs = self.embed_state(state)  # (B, Ns, d)
         hc = self.embed_state(self.step_context(state)) if separate_context else None  # (B, Ns, d)
         n_q = len(self.cfg.action_bins)
