@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import ROOT  # noqa: F401  (tests run from the repository root)
+from pc_lightning.model import ProcedureCloner
 from pc_lightning.domains.minatar import MinAtarDataModule
 from pc_lightning.domains.minatar.env import make_env, restore, snapshot
 from pc_lightning.domains.minatar.flight import (CH_DOWN, CH_RIGHT, CH_STRIKE, LEFT, MAX_FLIGHT, NOOP, RIGHT,
@@ -246,3 +247,22 @@ def test_fit_flight_every_variant(cli, tmp_path, config):
     if config != "minatar_bc":
         assert {"heldout/frame_acc_free", "heldout/decision_acc", "heldout/procedure_acc"} <= set(values)
     assert not list((tmp_path / "data").glob("minatar-net-*"))
+
+
+def test_suite_animates_an_episode_with_the_imagined_landing(tmp_path):
+    """The GIF: per decision the real frame beside the model's imagined one (blank for BC), for
+    either variant, at most ``animation_steps`` frames."""
+    dm = MinAtarDataModule(procedure="flight", n_train_episodes=2, max_episode_steps=30, data_dir=str(tmp_path),
+                           workers=1)
+    dm.setup()
+    suite = dm.eval_suites()["heldout"]
+    suite.animation_steps = 5
+    torch.manual_seed(0)
+    frames = {}
+    for variant in ("pc", "bc"):
+        module = ProcedureCloner(variant=variant, spec=dm.spec, d_model=16, n_heads=2, n_layers=1, d_ff=32).eval()
+        with torch.no_grad():
+            frames[variant] = suite.animate(module)
+        assert frames[variant].dtype == np.uint8 and frames[variant].ndim == 4 and frames[variant].shape[-1] == 3
+        assert 1 <= len(frames[variant]) <= 5
+    assert frames["pc"].shape[1:] == frames["bc"].shape[1:]

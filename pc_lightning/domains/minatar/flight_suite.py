@@ -11,8 +11,7 @@ from torch import Tensor
 from pc_lightning.domains.minatar.env import make_env
 from pc_lightning.domains.minatar.flight import BrickLayout, observe, plan
 from pc_lightning.domains.minatar.flight_codec import FlightCodec
-from pc_lightning.domains.minatar.suite import MinAtarEpisodes
-from pc_lightning.eval.pictures import labelled_grid
+from pc_lightning.domains.minatar.suite import MinAtarEpisodes, animate_episode
 from pc_lightning.eval.suite import EvalSuite
 
 
@@ -140,20 +139,6 @@ class FlightSuite(EvalSuite):
         (left) and the model's imagined frame where the ball is about to land (right; blank
         for BC). (T, H, W, 3) uint8."""
         env = self._make(self.seeds[0])
-        frames = []
-        for _ in range(self.animation_steps):
-            obs = self.codec.encode_state(observe(env))
-            state = torch.from_numpy(obs[None]).long().to(module.device)
-            action, gen = module.act(state, self.stop_fn, self.max_procedure_steps)
-            if gen is None and module.uses_procedure:
-                gen = module.generate_procedure(state, self.stop_fn, self.max_procedure_steps)
-            imagined = np.zeros((80, 80, 3), dtype=np.uint8)
-            if gen is not None and int(gen.lengths[0]) > 1:  # the last imagined frame, before the decision
-                imagined = self.codec.frame_rgb(gen.steps[0, int(gen.lengths[0]) - 2, :10].cpu().numpy())
-            frames.append(labelled_grid([(f"t={len(frames)}", [self.codec.frame_rgb(obs), imagined])],
-                                        ["real", "landing (imagined)" if module.uses_procedure else "(BC: none)"],
-                                        self.codec.colour_key()))
-            _, terminal = env.act(int(action[0]))
-            if terminal:
-                break
-        return np.stack(frames)
+        # the last imagined frame, before the decision
+        return animate_episode(env, module, self, lambda: self.codec.encode_state(observe(env)),
+                               lambda n: n - 2 if n > 1 else None, "landing (imagined)")

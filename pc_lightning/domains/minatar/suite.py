@@ -125,21 +125,32 @@ class MinAtarSuite(EvalSuite):
         frame (left) and the frame the model imagines after its action (right; blank for BC).
         (T, 80, 164, 3) uint8."""
         env = make_env(self.game, self.seeds[0], self.sticky_action_prob, self.difficulty_ramping, self.layout)
-        frames = []
-        for _ in range(self.animation_steps):
-            obs = self.codec.encode_state(frame_tokens(env.state()))
-            state = torch.from_numpy(obs[None]).long().to(module.device)
-            action, gen = module.act(state, self.stop_fn, self.max_procedure_steps)
-            if gen is None and module.uses_procedure:
-                gen = module.generate_procedure(state, self.stop_fn, self.max_procedure_steps)
-            imagined = np.zeros((80, 80, 3), dtype=np.uint8)
-            j = self.codec.first_imagined  # the first PV block: the frame after the action taken
-            if gen is not None and int(gen.lengths[0]) > j:
-                imagined = self.codec.frame_rgb(gen.steps[0, j, :10].cpu().numpy())
-            frames.append(labelled_grid([(f"t={len(frames)}", [self.codec.frame_rgb(obs[:10]), imagined])],
-                                        ["real", "imagined" if module.uses_procedure else "(BC: none)"],
-                                        self.codec.colour_key()))
-            _, terminal = env.act(int(action[0]))
-            if terminal:
-                break
-        return np.stack(frames)
+        j = self.codec.first_imagined  # the first PV block: the frame after the action taken
+        return animate_episode(env, module, self, lambda: self.codec.encode_state(frame_tokens(env.state())),
+                               lambda n: j if n > j else None, "imagined")
+
+
+def animate_episode(env, module, suite, observe: Callable[[], np.ndarray], imagined_at: Callable[[int], int | None],
+                    label: str) -> np.ndarray:
+    """Frames (T, 80, 164, 3) uint8 of ``module`` playing ``env`` for at most
+    ``suite.animation_steps`` decisions: per step the real frame (left; ``observe()`` gives the
+    state tokens, rows 0-9 the frame) and the imagined frame at procedure block
+    ``imagined_at(length)`` of the model's procedure (right; blank for BC or None)."""
+    codec = suite.codec
+    frames = []
+    for _ in range(suite.animation_steps):
+        obs = observe()
+        state = torch.from_numpy(obs[None]).long().to(module.device)
+        action, gen = module.act(state, suite.stop_fn, suite.max_procedure_steps)
+        if gen is None and module.uses_procedure:
+            gen = module.generate_procedure(state, suite.stop_fn, suite.max_procedure_steps)
+        imagined = np.zeros((80, 80, 3), dtype=np.uint8)
+        at = None if gen is None else imagined_at(int(gen.lengths[0]))
+        if at is not None:
+            imagined = codec.frame_rgb(gen.steps[0, at, :10].cpu().numpy())
+        frames.append(labelled_grid([(f"t={len(frames)}", [codec.frame_rgb(obs[:10]), imagined])],
+                                    ["real", label if module.uses_procedure else "(BC: none)"], codec.colour_key()))
+        _, terminal = env.act(int(action[0]))
+        if terminal:
+            break
+    return np.stack(frames)
