@@ -1,6 +1,6 @@
 """Per-kind block shapes (a state grid unlike the step grid, x_0 from a start block) and
 action blocks (D tokens, each over its own bins): the equalities every model keeps, and a
-toy domain with a 2-D continuous action that trains and decodes to bin centres."""
+toy domain with a 2-D continuous action that trains and decodes to the right bins (within half a bin)."""
 
 import numpy as np
 import pytest
@@ -149,7 +149,7 @@ def toy_records(n: int, seed: int) -> tuple[ProcedureRecords, np.ndarray]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["pc", "bc"])
-def test_a_continuous_2d_action_trains_and_decodes_to_bin_centres(variant):
+def test_a_continuous_2d_action_trains_and_decodes_to_the_right_bins(variant):
     spec = TokenSpec(state_vocab=1 + 2 * LEVELS, step_vocab=1 + 2 * LEVELS, action_vocab=ACTION_BINS.vocab,
                      step_shape=[1, 2])
     torch.manual_seed(0)
@@ -172,8 +172,6 @@ def test_a_continuous_2d_action_trains_and_decodes_to_bin_centres(variant):
     actions, gen = module.act(test.states.long(), max_procedure_steps=1)
     assert actions.shape == (200, 2)
     decoded = ACTION_BINS.decode(actions.numpy())
-    centres = ACTION_BINS.low[0] + (np.arange(BINS) + 0.5) * ACTION_BINS.width[0]
-    assert np.isin(decoded, centres).all()  # every decoded value is a bin centre
     within = (np.abs(decoded - uv) <= ACTION_BINS.max_error + 1e-9).all(1)
     assert within.mean() >= 0.9, within.mean()  # the right bin: off by at most half a bin
     if variant == "pc":
