@@ -104,6 +104,23 @@ def test_the_pointmaze_study_is_the_maze_s_figure_on_layouts():
     assert len(Study.load(ROOT / "conf/study/pointmaze.yaml", quick=True).cells()) == 4
 
 
+def test_the_figure_ticks_the_grid_s_own_x_values():
+    pytest.importorskip("rliable")
+    import matplotlib.pyplot as plt
+
+    from pc_lightning.study.report import figure
+
+    for values in ([1, 2], [1, 2, 5, 10, 20]):
+        s = Study.load(ROOT / "conf/study/maze.yaml")
+        s.x_values = values
+        results = [{"variant": v, "x": x, "seed": k, "heldout": 0.5 + 0.1 * k} for v in ("pc", "bc")
+                   for x in values for k in range(3)]
+        fig = figure(s, results)
+        assert list(fig.axes[0].get_xticks()) == values
+        assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [str(x) for x in values]
+        plt.close(fig)
+
+
 def test_the_headline_study_is_the_readme_table_and_runs_a_variant_alone():
     s = Study.load(ROOT / "conf/study/maze_headline.yaml")
     assert s.overrides == [] and s.x_values == [5] and s.seeds == [0, 1, 2]

@@ -100,6 +100,16 @@ def time_to_lines(study: Study, results: list[dict]) -> list[str]:
 
 
 def plot(study: Study, results: list[dict], path: Path, key: str = "heldout") -> None:
+    """The :func:`figure`, written to ``path`` as .png and .svg."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(study, results, key)
+    for suffix in (".png", ".svg"):
+        fig.savefig(path.with_suffix(suffix), dpi=150)
+    plt.close(fig)
+
+
+def figure(study: Study, results: list[dict], key: str = "heldout"):
     """Held-out IQM against x, one line per variant with its interval band; the expert dashed."""
     import matplotlib
 
@@ -118,14 +128,14 @@ def plot(study: Study, results: list[dict], path: Path, key: str = "heldout") ->
     numeric = all(isinstance(x, (int, float)) for x in study.x_values)
     if numeric and min(study.x_values) > 0 and max(study.x_values) / min(study.x_values) >= 10:
         ax.set_xscale("log")
+    if numeric:  # ticks at the grid's own values only (no 1.5 training mazes)
         ax.set_xticks(study.x_values)
         ax.set_xticklabels([str(x) for x in study.x_values])
+        ax.minorticks_off()
     ax.set_xlabel(study.x_label)
     ax.set_ylabel(f"{key} {study.metric.split('/')[-1]} (IQM, 95% CI)")
     ax.set_ylim(-0.02, 1.05 if study.metric.endswith(("success_rate", "fraction_in_bowls")) else None)
     ax.set_title(study.title or study.name, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    for suffix in (".png", ".svg"):
-        fig.savefig(path.with_suffix(suffix), dpi=150)
-    plt.close(fig)
+    return fig
