@@ -23,6 +23,7 @@ from pc_lightning.lightning_compat import logged_step
 #: the suite whose first episode is logged as a GIF, where the suite animates one
 ANIMATED_SUITE = "heldout"
 
+
 class HeldOutEvaluation(Callback):
     """After each validation (every ``trainer.val_check_interval`` steps) and in ``test``,
     run batched rollouts of the current policy on every suite the DataModule offers

@@ -4,6 +4,7 @@ BC variants, with intervals: the grid of ordinary fits behind the paper's centra
     pc-lightning study --config conf/study/maze.yaml [--quick] [--workers N] [--out DIR]
     pc-lightning study --config conf/study/maze.yaml --engine ray --ray-address auto  # a Ray cluster
     pc-lightning study --config conf/study/maze.yaml --report-only  # the table so far
+    pc-lightning study --config conf/study/maze_headline.yaml --variants pc  # some variants' cells
 
 A study config names a domain's config per variant, the x axis (a config key and its
 values, e.g. ``data.init_args.n_train_mazes``), the seeds, and overrides shared by every
