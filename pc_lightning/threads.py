@@ -43,7 +43,7 @@ class ThreadTuner:
         self.every_s, self.probe_steps, self.tolerance = every_s, probe_steps, tolerance
         self.current = max_threads
         self.recent: list[float] = []        # the current count's latest step seconds
-        self.until_probe = float("inf")      # seconds of steps before the next probe
+        self.until_probe = 0.0               # seconds of steps before the next probe
         self.warmup_left = warmup_steps
         self.queue: list[int] = []           # counts still to probe
         self.probing: int | None = None      # the count being probed
@@ -65,7 +65,7 @@ class ThreadTuner:
         if self.warmup_left > 0:
             self.warmup_left -= 1
             if self.warmup_left == 0:
-                self.recent, self.until_probe = [], 0.0
+                self.recent = []  # warm-up steps do not measure the current count
             return
         self.until_probe -= seconds
         if self.until_probe <= 0 and len(self.recent) == self.probe_steps:

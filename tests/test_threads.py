@@ -69,6 +69,13 @@ def test_tuner_time_beside_a_busy_core_is_within_2x_of_alone():
     assert total(1) / total(0) < 2.0
 
 
+def test_tuner_without_warmup_probes_as_soon_as_it_has_measured_the_current_count():
+    machine = Machine()
+    tuner = ThreadTuner(2, set_threads=machine.set, every_s=1e9, probe_steps=2, warmup_steps=0)
+    run(tuner, machine, 2 + 1 + 2)  # 2 measured at the current count, 1 settling and 2 measured at one thread
+    assert machine.calls == [1, 2] and tuner.probes == 1
+
+
 def test_tuner_stays_within_one_to_max_threads():
     calls: list[int] = []
     tuner = ThreadTuner(1, set_threads=calls.append, every_s=0.0, probe_steps=2, warmup_steps=0)
