@@ -23,6 +23,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from pc_lightning.study.runner import cli_command
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,8 +44,7 @@ class TrainClock(Callback):
 
 def fit(steps: int, omp: str | None, logs: str) -> tuple[float, float, int]:
     """(training seconds, wall seconds, final thread count) of one fit."""
-    script = Path(sys.executable).parent / "pc-lightning"
-    cmd = [str(script), "fit", "--config", "conf/maze.yaml", "--trainer.max_steps", str(steps),
+    cmd = [*cli_command(), "fit", "--config", "conf/maze.yaml", "--trainer.max_steps", str(steps),
            "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
            "--trainer.callbacks+=threads_busy.TrainClock", "--trainer.logger.init_args.save_dir", logs]
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}

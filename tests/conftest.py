@@ -1,9 +1,10 @@
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from pc_lightning.study.runner import cli_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,9 +26,7 @@ def run_cli(args: list[str], tmp_path: Path, timeout: int = 300, env: dict[str, 
     """Run ``pc-lightning`` in a subprocess (so DDP never re-launches pytest), data and logs in
     tmp_path. The installed console script is used where there is one: its exit status is
     what a user's shell sees."""
-    script = Path(sys.executable).parent / "pc-lightning"  # the console script users run
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "pc_lightning.cli"]
-    cmd = [*launcher, *args,
+    cmd = [*cli_command(), *args,
            "--data.init_args.data_dir", str(tmp_path / "data"),
            "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
     # tests/ on the path: a test may add one of its own callbacks (tests/killer.py)

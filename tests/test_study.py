@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import yaml
 from conftest import ROOT, TINY
 from pc_lightning.logs import last_scalar
 from pc_lightning.study import Cell, Study, aggregate, iqm
+from pc_lightning.study.runner import cli_command
 
 
 def study_config(tmp_path: Path, seeds: list[int], variants: dict[str, str]) -> Path:
@@ -31,10 +31,8 @@ def study_config(tmp_path: Path, seeds: list[int], variants: dict[str, str]) -> 
 
 
 def study(args: list[str], **kw) -> subprocess.Popen:
-    script = Path(sys.executable).parent / "pc-lightning"
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "pc_lightning.cli"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([*launcher, "study", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([*cli_command(), "study", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
 
 

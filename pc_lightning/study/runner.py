@@ -17,7 +17,9 @@ from pc_lightning.logs import last_scalar, scalars
 from pc_lightning.study.config import Cell, Study
 
 
-def _cli() -> list[str]:
+def cli_command() -> list[str]:
+    """How to run ``pc-lightning`` from this Python: its console script where installed (what
+    a user's shell runs), else ``python -m pc_lightning.cli``."""
     script = Path(sys.executable).parent / "pc-lightning"
     return [str(script)] if script.exists() else [sys.executable, "-m", "pc_lightning.cli"]
 
@@ -44,7 +46,7 @@ def run_cell(study: Study, cell: Cell, log) -> dict:
              "--trainer.enable_progress_bar", "false"]
     start = time.perf_counter()
     with open(cell_dir / "fit.log", "w") as out:
-        proc = subprocess.run([*_cli(), "fit", *cell.args, *cell.fit_args, *where], stdout=out,
+        proc = subprocess.run([*cli_command(), "fit", *cell.args, *cell.fit_args, *where], stdout=out,
                               stderr=subprocess.STDOUT, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"cell {cell.name}: fit failed (exit {proc.returncode}); see {cell_dir / 'fit.log'}")
@@ -57,7 +59,7 @@ def run_cell(study: Study, cell: Cell, log) -> dict:
     tests = [("heldout", [])] + list(cell.extras.items())
     for k, (test_name, extra) in enumerate(tests):
         with open(cell_dir / f"test_{test_name}.log", "w") as out:
-            proc = subprocess.run([*_cli(), "test", *cell.args, *cell.test_args, *extra, "--ckpt_path", str(ckpt),
+            proc = subprocess.run([*cli_command(), "test", *cell.args, *cell.test_args, *extra, "--ckpt_path", str(ckpt),
                                    "--trainer.enable_progress_bar", "false"], stdout=out, stderr=subprocess.STDOUT,
                                   env=env)
         if proc.returncode != 0:
