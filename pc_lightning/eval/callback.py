@@ -59,9 +59,10 @@ class HeldOutEvaluation(Callback):
 
     def __init__(self, n_probes: int | None = None, max_batch: int | None = 32,
                  fit_suites: list[str] | None = None) -> None:
-        self._given = {"fit_suites": None if fit_suites is None else [str(n) for n in fit_suites],
-                       "n_probes": n_probes}
-        self.fit_suites, self.n_probes = self._given["fit_suites"], n_probes
+        # as configured (None: the domain's, read in setup) and as used
+        self._fit_suites_arg = None if fit_suites is None else [str(n) for n in fit_suites]
+        self._n_probes_arg = n_probes
+        self.fit_suites, self.n_probes = self._fit_suites_arg, n_probes
         self.max_batch = max_batch
         self._silenced: set[str] = set()
         self._train_s = 0.0  # training seconds before the running clock started
@@ -72,9 +73,10 @@ class HeldOutEvaluation(Callback):
         (each error names its key)."""
         datamodule = trainer.datamodule
         if isinstance(datamodule, ProcedureDataModule):  # what the config leaves out, the domain declares
-            fit_suites, n_probes = self._given["fit_suites"], self._given["n_probes"]
-            self.fit_suites = list(datamodule.fit_suites) if fit_suites is None and datamodule.fit_suites else fit_suites
-            self.n_probes = datamodule.n_probes if n_probes is None else n_probes
+            self.fit_suites = self._fit_suites_arg
+            if self.fit_suites is None and datamodule.fit_suites is not None:
+                self.fit_suites = list(datamodule.fit_suites)
+            self.n_probes = datamodule.n_probes if self._n_probes_arg is None else self._n_probes_arg
         if isinstance(datamodule, ProcedureDataModule) and datamodule.suites is not None:
             datamodule.selected_suites()
         if isinstance(datamodule, ProcedureDataModule) and self.fit_suites is not None and stage == "fit":
