@@ -18,7 +18,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1)
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        dm = MazeDataModule(size=a.size, n_train_mazes=a.mazes, trajectories_per_maze=a.trajectories,
+        dm = MazeDataModule(size=a.size, n_train=a.mazes, train_episodes=a.trajectories,
                             workers=a.workers, data_dir=tmp)
         start = time.perf_counter()
         records = dm.generate("train")

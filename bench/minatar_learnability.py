@@ -106,7 +106,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with get_context("spawn").Pool(a.procs) as pool:
         for game in a.games.split(","):
-            dm = MinAtarDataModule(game=game, n_train_episodes=a.episodes, n_val_episodes=a.val_episodes,
+            dm = MinAtarDataModule(game=game, n_train=a.episodes, n_val=a.val_episodes,
                                    workers=a.procs, data_dir=a.data, variant="bc",
                                    expert=yaml.safe_load(a.expert) if a.expert else None,
                                    network=yaml.safe_load(a.network) if a.network else None)

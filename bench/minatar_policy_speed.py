@@ -55,7 +55,7 @@ def _expert_rate(args: tuple) -> float:
     """One process's expert decisions/s over all the given states (its start-up excluded)."""
     game, actions = args
     torch.set_num_threads(1)
-    dm = MinAtarDataModule(game=game, n_val_episodes=1)
+    dm = MinAtarDataModule(game=game, n_val=1)
     env, planner, snaps = expert_snapshots(dm, actions)
     start = time.perf_counter()
     for snap in snaps:
@@ -85,7 +85,7 @@ def main() -> None:
         model = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf/minatar.yaml").model)
         module = ProcedureCloner(spec=spec, **model)  # conf/minatar.yaml's model, untrained
     module.eval()
-    dm = MinAtarDataModule(game=game, n_val_episodes=1)
+    dm = MinAtarDataModule(game=game, n_val=1)
     dm.prepare_data()
     dm.setup()
     records = dm.records["val"]

@@ -72,7 +72,7 @@ def main() -> None:
     kw = {} if args.data_dir is None else {"data_dir": args.data_dir}
     if args.expert:
         kw["expert"] = args.expert
-    dm = MinAtarDataModule(game=args.game, n_train_episodes=args.train_episodes, n_val_episodes=args.val_episodes,
+    dm = MinAtarDataModule(game=args.game, n_train=args.train_episodes, n_val=args.val_episodes,
                            workers=1, **kw)
     dm.prepare_data()
     dm.setup()

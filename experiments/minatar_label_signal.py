@@ -53,7 +53,7 @@ def main() -> None:
     p.add_argument("--expert", type=yaml.safe_load, default=None, help="MCTS settings over the game's defaults")
     p.add_argument("--steps", type=int, default=600)
     a = p.parse_args()
-    dm = MinAtarDataModule(game=a.game, n_train_episodes=a.episodes, expert=a.expert, variant="bc")
+    dm = MinAtarDataModule(game=a.game, n_train=a.episodes, expert=a.expert, variant="bc")
     dm.prepare_data()
     dm.setup()
     records = dm.records["train"]

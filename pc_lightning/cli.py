@@ -282,7 +282,38 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(2) from None
 
 
+#: Data arguments renamed on 2026-12-07 (one name per concept in every domain, ``data.Splits``).
+RENAMED = {
+    **{f"n_train_{e}": "n_train" for e in ("mazes", "layouts", "configs", "episodes")},
+    **{f"n_val_{e}": "n_val" for e in ("mazes", "layouts", "configs", "episodes")},
+    **{f"n_val_env_{e}": "n_val_envs" for e in ("mazes", "layouts", "configs", "episodes")},
+    **{f"n_heldout_{e}": "n_heldout" for e in ("mazes", "layouts", "configs", "episodes")},
+    "trajectories_per_maze": "train_episodes", "episodes_per_layout": "train_episodes",
+    "val_trajectories_per_maze": "val_episodes", "val_episodes_per_layout": "val_episodes",
+    "val_env_episodes_per_maze": "val_envs_episodes", "val_env_episodes_per_layout": "val_envs_episodes",
+    "heldout_episodes_per_maze": "heldout_episodes", "heldout_episodes_per_layout": "heldout_episodes",
+    "train_eval_episodes_per_maze": "train_envs_episodes", "train_eval_episodes_per_layout": "train_envs_episodes",
+    "train_eval_configs": "n_train_envs", "train_eval_episodes": "n_train_envs",
+}
+
+
+def check_renamed(argv: list[str]) -> None:
+    """A data argument under its old name (on the command line or as a key of a ``--config``
+    file) is a :class:`ConfigError` that gives the new one, rather than jsonargparse's
+    "unrecognized arguments"."""
+    texts = [a.split("=")[0] for a in argv if a.startswith("--")]
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "--config" and Path(value).is_file():
+            texts += re.findall(r"([A-Za-z_.]+)\s*:", Path(value).read_text())
+    for text in texts:
+        old = text.rsplit(".", 1)[-1].lstrip("-")
+        if old in RENAMED and ("init_args" in text or text == old):
+            raise ConfigError(f"data.init_args.{old}", f"was renamed to data.init_args.{RENAMED[old]} (the same name "
+                              "in every domain: docs/adding_a_domain.md)")
+
+
 def _main(argv: list[str], args: list[str] | None) -> None:
+    check_renamed(argv)
     if argv[:1] == ["study"]:
         from pc_lightning.study import main as study_main
 

@@ -13,11 +13,11 @@ TINY = [
     "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.max_time", "null",
     "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
     "--model.d_model", "16", "--model.n_heads", "2", "--model.d_ff", "32",
-    "--data.init_args.size", "7", "--data.init_args.n_train_mazes", "2", "--data.init_args.trajectories_per_maze", "2",
-    "--data.init_args.n_val_mazes", "1", "--data.init_args.val_trajectories_per_maze", "1",
-    "--data.init_args.n_val_env_mazes", "2", "--data.init_args.val_env_episodes_per_maze", "2",
-    "--data.init_args.n_heldout_mazes", "2", "--data.init_args.heldout_episodes_per_maze", "2",
-    "--data.init_args.train_eval_episodes_per_maze", "1", "--data.init_args.batch_size", "4",
+    "--data.init_args.size", "7", "--data.init_args.n_train", "2", "--data.init_args.train_episodes", "2",
+    "--data.init_args.n_val", "1", "--data.init_args.val_episodes", "1",
+    "--data.init_args.n_val_envs", "2", "--data.init_args.val_envs_episodes", "2",
+    "--data.init_args.n_heldout", "2", "--data.init_args.heldout_episodes", "2",
+    "--data.init_args.train_envs_episodes", "1", "--data.init_args.batch_size", "4",
 ]
 
 

@@ -8,13 +8,13 @@ from pc_lightning.errors import ConfigError, at_least, config_error_line, datacl
 # (config, the bad argument, its value, what the line must say)
 PROBES = [
     ("conf/maze.yaml", "size", "15", "3k+1"),
-    ("conf/maze.yaml", "n_train_mazes", "0", ">= 1; got 0"),
+    ("conf/maze.yaml", "n_train", "0", ">= 1; got 0"),
     ("conf/maze.yaml", "heldout_size", "12", "3k+1"),
     ("conf/maze.yaml", "shortcut_prob", "1.5", "[0.0, 1.0]"),
     ("conf/maze.yaml", "batch_size", "0", ">= 1; got 0"),
     ("conf/minatar.yaml", "game", "pong", "unknown MinAtar game 'pong'"),
     ("conf/minatar.yaml", "procedure", "imagine", "must be one of search, flight"),
-    ("conf/minatar.yaml", "n_train_episodes", "0", ">= 1; got 0"),
+    ("conf/minatar.yaml", "n_train", "0", ">= 1; got 0"),
     ("conf/minatar.yaml", "sticky_action_prob", "2", "[0.0, 1.0]"),
     ("conf/minatar.yaml", "expert", "{simulation: 3}", "unknown setting 'simulation'"),
     ("conf/minatar.yaml", "shift", "{bricks: holy}", "got 'holy'"),
@@ -25,11 +25,17 @@ PROBES = [
     ("conf/sweep.yaml", "n_bins", "1", ">= 2; got 1"),
     ("conf/pointmaze.yaml", "size", "15", "3k+1"),
     ("conf/pointmaze.yaml", "heldout_size", "12", "3k+1"),
-    ("conf/pointmaze.yaml", "n_train_layouts", "0", ">= 1; got 0"),
-    ("conf/pointmaze.yaml", "episodes_per_layout", "60", "must be <= 50"),
+    ("conf/pointmaze.yaml", "n_train", "0", ">= 1; got 0"),
+    ("conf/pointmaze.yaml", "train_episodes", "60", "must be <= 50"),
     ("conf/pointmaze.yaml", "force_bins", "1", ">= 2; got 1"),
     ("conf/pointmaze.yaml", "max_speed", "0", "must be > 0"),
     ("conf/pointmaze.yaml", "shortcut_prob", "-0.1", "[0.0, 1.0]"),
+    ("conf/sweep.yaml", "train_episodes", "2", "must be 1: sweep plays one episode per table"),
+    ("conf/minatar.yaml", "heldout_episodes", "3", "must be 1: minatar plays one episode per seed"),
+    ("conf/maze.yaml", "n_train_envs", "-1", ">= 0; got -1"),
+    ("conf/maze.yaml", "n_train_mazes", "3", "was renamed to data.init_args.n_train"),
+    ("conf/pointmaze.yaml", "episodes_per_layout", "3", "was renamed to data.init_args.train_episodes"),
+    ("conf/minatar.yaml", "train_eval_episodes", "3", "was renamed to data.init_args.n_train_envs"),
 ]
 
 
@@ -44,6 +50,17 @@ def test_a_bad_domain_argument_is_one_line_at_its_key(config, arg, value, says, 
     assert len(err) == 1, err
     assert err[0].startswith(f"pc-lightning: error: data.init_args.{arg}") and says in err[0], err[0]
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists(), "work started before the check"
+
+
+def test_an_old_name_in_a_config_file_is_one_line_too(tmp_path, capsys):
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  init_args:\n    n_heldout_configs: 3\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", "conf/sweep.yaml", "--config", str(old)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == ("pc-lightning: error: data.init_args.n_heldout_configs: was renamed to "
+                                               "data.init_args.n_heldout (the same name in every domain: "
+                                               "docs/adding_a_domain.md)")
 
 
 def test_the_console_script_exits_2_with_the_line(cli):

@@ -11,9 +11,9 @@ from pc_lightning.model import ProcedureCloner
 
 def heldout_success(variant: str, data_dir: str, steps: int = 200) -> float:
     L.seed_everything(0, verbose=False)
-    dm = MazeDataModule(size=10, n_train_mazes=20, trajectories_per_maze=4, n_val_mazes=1, val_trajectories_per_maze=1,
-                        n_val_env_mazes=1, val_env_episodes_per_maze=1, n_heldout_mazes=20,
-                        heldout_episodes_per_maze=2, train_eval_episodes_per_maze=0, variant=variant, chunk_blocks=1,
+    dm = MazeDataModule(size=10, n_train=20, train_episodes=4, n_val=1, val_episodes=1,
+                        n_val_envs=1, val_envs_episodes=1, n_heldout=20,
+                        heldout_episodes=2, n_train_envs=0, variant=variant, chunk_blocks=1,
                         augment=True, data_dir=data_dir)
     model = ProcedureCloner(variant, dm.spec, d_model=32, n_heads=2, n_layers=2, d_ff=128, stem_layers=2, lr=3e-3,
                             warmup_steps=20)
@@ -29,7 +29,7 @@ def heldout_success(variant: str, data_dir: str, steps: int = 200) -> float:
 
 
 @pytest.mark.slow
-def test_pc_beats_bc_on_heldout_mazes(tmp_path):
+def test_pc_beats_bc_on_heldout(tmp_path):
     pc = heldout_success("pc", str(tmp_path))
     bc = heldout_success("aug_bc", str(tmp_path))  # BC with PC's augmentation: the same data
     assert pc >= 0.6, f"PC solved {pc:.2f} of the held-out episodes"

@@ -291,9 +291,9 @@ def test_codec_cell_weights():
 TINY_MINATAR = [
     "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.enable_progress_bar", "false",
     "--trainer.log_every_n_steps", "1", "--model.d_model", "16", "--model.n_heads", "2", "--model.d_ff", "32",
-    "--data.init_args.n_train_episodes", "2", "--data.init_args.max_episode_steps", "20",
-    "--data.init_args.n_heldout_episodes", "2", "--data.init_args.train_eval_episodes", "1",
-    "--data.init_args.n_val_env_episodes", "1",
+    "--data.init_args.n_train", "2", "--data.init_args.max_episode_steps", "20",
+    "--data.init_args.n_heldout", "2", "--data.init_args.n_train_envs", "1",
+    "--data.init_args.n_val_envs", "1",
     "--data.init_args.batch_size", "4", "--data.init_args.workers", "1",
     "--data.init_args.expert", "{simulations: 6, pv_depth: 2}",
     "--data.init_args.network", "{total_steps: 512, n_envs: 4, n_steps: 32, minibatches: 2, epochs: 1}",

@@ -205,7 +205,7 @@ def test_suite_scores_against_the_expert_on_its_own_episodes():
 
 
 def test_datamodule_flight(tmp_path):
-    dm = MinAtarDataModule(procedure="flight", n_train_episodes=2, max_episode_steps=30, data_dir=str(tmp_path),
+    dm = MinAtarDataModule(procedure="flight", n_train=2, max_episode_steps=30, data_dir=str(tmp_path),
                            workers=1)
     dm.setup()
     rec = dm.records["train"]
@@ -225,9 +225,9 @@ def test_datamodule_flight(tmp_path):
 TINY_FLIGHT = [
     "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.enable_progress_bar", "false",
     "--trainer.log_every_n_steps", "1", "--model.d_model", "16", "--model.n_heads", "2", "--model.d_ff", "32",
-    "--data.init_args.n_train_episodes", "2", "--data.init_args.max_episode_steps", "20",
-    "--data.init_args.n_heldout_episodes", "2", "--data.init_args.train_eval_episodes", "1",
-    "--data.init_args.n_val_env_episodes", "1", "--data.init_args.batch_size", "4", "--data.init_args.workers", "1",
+    "--data.init_args.n_train", "2", "--data.init_args.max_episode_steps", "20",
+    "--data.init_args.n_heldout", "2", "--data.init_args.n_train_envs", "1",
+    "--data.init_args.n_val_envs", "1", "--data.init_args.batch_size", "4", "--data.init_args.workers", "1",
 ]
 
 
@@ -252,7 +252,7 @@ def test_fit_flight_every_variant(cli, tmp_path, config):
 def test_suite_animates_an_episode_with_the_imagined_landing(tmp_path):
     """The GIF: per decision the real frame beside the model's imagined one (blank for BC), for
     either variant, at most ``animation_steps`` frames."""
-    dm = MinAtarDataModule(procedure="flight", n_train_episodes=2, max_episode_steps=30, data_dir=str(tmp_path),
+    dm = MinAtarDataModule(procedure="flight", n_train=2, max_episode_steps=30, data_dir=str(tmp_path),
                            workers=1)
     dm.setup()
     suite = dm.eval_suites()["heldout"]

@@ -26,7 +26,7 @@ def test_two_nodes_on_loopback_match_one_process(tmp_path):
     assert run_cli(["fit", "--config", "conf/maze.yaml", *TINY], tmp_path).returncode == 0
     ckpt = next((tmp_path / "runs").rglob("best.ckpt"))
     # 4 held-out mazes x 2 episodes: each node rolls out half
-    common = ["test", "--config", "conf/maze.yaml", *TINY, "--data.init_args.n_heldout_mazes", "4",
+    common = ["test", "--config", "conf/maze.yaml", *TINY, "--data.init_args.n_heldout", "4",
               "--ckpt_path", str(ckpt), "--data.init_args.data_dir", str(tmp_path / "data"),
               "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "root")]  # not the repo
     one = subprocess.run([sys.executable, "-m", "pc_lightning.cli", *common, "--trainer.devices", "1"],

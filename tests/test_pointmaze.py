@@ -114,11 +114,11 @@ from pc_lightning.model.transformer import ProcedureTransformer, TransformerConf
 TINY_POINTMAZE = [
     "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.enable_progress_bar", "false",
     "--trainer.log_every_n_steps", "1", "--model.d_model", "16", "--model.n_heads", "2", "--model.d_ff", "32",
-    "--data.init_args.size", "7", "--data.init_args.n_train_layouts", "2", "--data.init_args.episodes_per_layout", "1",
-    "--data.init_args.n_val_layouts", "1", "--data.init_args.val_episodes_per_layout", "1",
-    "--data.init_args.n_val_env_layouts", "2", "--data.init_args.val_env_episodes_per_layout", "1",
-    "--data.init_args.n_heldout_layouts", "2", "--data.init_args.heldout_episodes_per_layout", "1",
-    "--data.init_args.train_eval_episodes_per_layout", "1", "--data.init_args.batch_size", "4",
+    "--data.init_args.size", "7", "--data.init_args.n_train", "2", "--data.init_args.train_episodes", "1",
+    "--data.init_args.n_val", "1", "--data.init_args.val_episodes", "1",
+    "--data.init_args.n_val_envs", "2", "--data.init_args.val_envs_episodes", "1",
+    "--data.init_args.n_heldout", "2", "--data.init_args.heldout_episodes", "1",
+    "--data.init_args.train_envs_episodes", "1", "--data.init_args.batch_size", "4",
 ]
 
 
@@ -199,9 +199,9 @@ def _rng_drawing(t: int) -> np.random.Generator:
 
 
 def test_layouts_are_disjoint_across_splits_and_data_is_the_experts(tmp_path):
-    dm = PointMazeDataModule(size=10, n_train_layouts=3, episodes_per_layout=1, n_val_layouts=1,
-                             val_episodes_per_layout=1, n_val_env_layouts=3, val_env_episodes_per_layout=1,
-                             n_heldout_layouts=3, heldout_episodes_per_layout=1, train_eval_episodes_per_layout=1,
+    dm = PointMazeDataModule(size=10, n_train=3, train_episodes=1, n_val=1,
+                             val_episodes=1, n_val_envs=3, val_envs_episodes=1,
+                             n_heldout=3, heldout_episodes=1, train_envs_episodes=1,
                              data_dir=str(tmp_path))
     dm.prepare_data()
     dm.setup()

@@ -98,7 +98,7 @@ def test_bad_variant_is_named():
 def test_maze_data_is_cached_by_hash_and_parallel_equals_serial(tmp_path):
     from pc_lightning.domains.maze import MazeDataModule
 
-    kw = dict(size=7, n_train_mazes=3, trajectories_per_maze=2, n_val_mazes=1, val_trajectories_per_maze=1)
+    kw = dict(size=7, n_train=3, train_episodes=2, n_val=1, val_episodes=1)
     serial = MazeDataModule(data_dir=str(tmp_path / "a"), **kw)
     serial.prepare_data()
     parallel = MazeDataModule(data_dir=str(tmp_path / "b"), workers=2, **kw)
@@ -106,7 +106,7 @@ def test_maze_data_is_cached_by_hash_and_parallel_equals_serial(tmp_path):
     assert serial.cache_path("train").name == parallel.cache_path("train").name  # workers do not change the data
     a, b = ProcedureRecords.load(serial.cache_path("train")), ProcedureRecords.load(parallel.cache_path("train"))
     assert all(torch.equal(getattr(a, k), getattr(b, k)) for k in a.__dict__ if k != "meta") and a.meta == b.meta
-    other = MazeDataModule(data_dir=str(tmp_path / "a"), **{**kw, "trajectories_per_maze": 3})
+    other = MazeDataModule(data_dir=str(tmp_path / "a"), **{**kw, "train_episodes": 3})
     assert other.cache_path("train") != serial.cache_path("train")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(
         [serial.cache_path("train").name, serial.cache_path("val").name])
@@ -117,7 +117,7 @@ def test_a_corrupted_cache_is_named_and_generated_again(tmp_path):
     the data is generated again, the same as before."""
     from pc_lightning.domains.maze import MazeDataModule
 
-    kw = dict(size=7, n_train_mazes=2, trajectories_per_maze=1, n_val_mazes=1, val_trajectories_per_maze=1,
+    kw = dict(size=7, n_train=2, train_episodes=1, n_val=1, val_episodes=1,
               data_dir=str(tmp_path))
     first = MazeDataModule(**kw)
     first.prepare_data()

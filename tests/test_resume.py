@@ -9,7 +9,7 @@ from conftest import TINY, run_cli
 from pc_lightning.data.resume import EpochSampler, ResumableLoader
 
 RUN = ["fit", "--config", "conf/maze.yaml", *TINY, "--trainer.max_steps", "14", "--trainer.val_check_interval", "4",
-       "--data.init_args.n_train_mazes", "3", "--data.init_args.trajectories_per_maze", "3"]
+       "--data.init_args.n_train", "3", "--data.init_args.train_episodes", "3"]
 
 
 def final_weights(root) -> dict[str, torch.Tensor]:

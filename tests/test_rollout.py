@@ -78,17 +78,17 @@ def test_an_expert_policy_solves_every_episode():
 
 
 def test_suites_selects_rollout_suites_by_name():
-    dm = MazeDataModule(size=10, n_train_mazes=2, suites=["heldout"])
+    dm = MazeDataModule(size=10, n_train=2, suites=["heldout"])
     assert list(dm.selected_suites()) == ["heldout"]
-    assert set(MazeDataModule(size=10, n_train_mazes=2).selected_suites()) == {"val_envs", "heldout", "train_envs"}
+    assert set(MazeDataModule(size=10, n_train=2).selected_suites()) == {"val_envs", "heldout", "train_envs"}
     with pytest.raises(ValueError, match=r"data.init_args.suites: \['held_out'\]"):
         MazeDataModule(size=10, suites=["held_out"]).selected_suites()
-    trainer = SimpleNamespace(datamodule=MazeDataModule(size=10, n_train_mazes=2))
+    trainer = SimpleNamespace(datamodule=MazeDataModule(size=10, n_train=2))
     with pytest.raises(ValueError, match=r"fit_suites: \['val'\] not among"):
         HeldOutEvaluation(fit_suites=["val"]).setup(trainer, None, "fit")
     HeldOutEvaluation(fit_suites=["val_envs"]).setup(trainer, None, "fit")
     # a test of the same config may select other suites: fit_suites only concerns a fit
-    trainer.datamodule = MazeDataModule(size=10, n_train_mazes=2, suites=["heldout"])
+    trainer.datamodule = MazeDataModule(size=10, n_train=2, suites=["heldout"])
     HeldOutEvaluation(fit_suites=["val_envs"]).setup(trainer, None, "test")
 
 
@@ -96,7 +96,7 @@ def test_evaluation_and_best_checkpoint_take_what_the_config_leaves_out_from_the
     class Declared(MazeDataModule):
         selection_metric, fit_suites, n_probes = "path_ratio", ("val_envs",), 3
 
-    trainer = SimpleNamespace(datamodule=Declared(size=10, n_train_mazes=2))
+    trainer = SimpleNamespace(datamodule=Declared(size=10, n_train=2))
     evaluation = HeldOutEvaluation()
     evaluation.setup(trainer, None, "fit")
     assert (evaluation.fit_suites, evaluation.n_probes) == (["val_envs"], 3)
@@ -104,7 +104,7 @@ def test_evaluation_and_best_checkpoint_take_what_the_config_leaves_out_from_the
     given.setup(trainer, None, "fit")
     assert (given.fit_suites, given.n_probes) == (["val_envs", "heldout"], 0)
     plain = HeldOutEvaluation()
-    plain.setup(SimpleNamespace(datamodule=MazeDataModule(size=10, n_train_mazes=2)), None, "fit")
+    plain.setup(SimpleNamespace(datamodule=MazeDataModule(size=10, n_train=2)), None, "fit")
     assert (plain.fit_suites, plain.n_probes) == (None, 16)  # the maze: every suite at each validation
     assert BestCheckpoint().resolve_monitor(trainer.datamodule) == "val_envs/path_ratio"
     assert BestCheckpoint(monitor="val_envs/x").resolve_monitor(trainer.datamodule) == "val_envs/x"

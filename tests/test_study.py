@@ -21,7 +21,7 @@ from pc_lightning.study.runner import cli_command
 def study_config(tmp_path: Path, seeds: list[int], variants: dict[str, str]) -> Path:
     overrides = TINY + ["--data.init_args.data_dir", str(tmp_path / "data")]
     conf = {"name": "tiny", "variants": variants, "seeds": seeds, "metric": "heldout/success_rate", "expert": 1.0,
-            "x": {"key": "data.init_args.n_train_mazes", "label": "training mazes", "values": [1, 2]},
+            "x": {"key": "data.init_args.n_train", "label": "training mazes", "values": [1, 2]},
             "overrides": overrides, "threads": 1, "out": str(tmp_path / "study"),
             "fit": ["--data.init_args.suites", "[val_envs]"], "test": ["--data.init_args.suites", "[heldout]"],
             "time_to": {"variant": "pc", "x": 1, "threshold": 0.0}}
@@ -96,7 +96,7 @@ def test_the_minatar_study_selects_on_validation_returns_and_tests_the_shift():
 
 def test_the_pointmaze_study_is_the_maze_s_figure_on_layouts():
     s = Study.load(ROOT / "conf/study/pointmaze.yaml")
-    assert s.metric == "heldout/success_rate" and s.x_key == "data.init_args.n_train_layouts"
+    assert s.metric == "heldout/success_rate" and s.x_key == "data.init_args.n_train"
     assert len(s.cells()) == 4 * 5 * 3
     assert sorted(c.name for c in s.cells() if c.extras) == [f"pc-x5-s{k}" for k in s.seeds]
     assert len(Study.load(ROOT / "conf/study/pointmaze.yaml", quick=True).cells()) == 4

@@ -19,9 +19,9 @@ TINY_SWEEP = [
     "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.max_time", "null",
     "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
     "--model.d_model", "16", "--model.n_heads", "2", "--model.d_ff", "32",
-    "--data.init_args.n_train_configs", "2", "--data.init_args.n_val_configs", "1",
-    "--data.init_args.n_val_env_configs", "2", "--data.init_args.n_heldout_configs", "2",
-    "--data.init_args.train_eval_configs", "1", "--data.init_args.batch_size", "4", "--data.init_args.workers", "1",
+    "--data.init_args.n_train", "2", "--data.init_args.n_val", "1",
+    "--data.init_args.n_val_envs", "2", "--data.init_args.n_heldout", "2",
+    "--data.init_args.n_train_envs", "1", "--data.init_args.batch_size", "4", "--data.init_args.workers", "1",
     "--data.init_args.table", '{"max_steps": 6}',
 ]
 
@@ -136,7 +136,7 @@ def test_two_spatulas_in_one_cell_are_both_shown():
 
 
 def test_splits_come_from_disjoint_seeds():
-    dm = SweepDataModule(n_train_configs=5, n_val_env_configs=3, n_heldout_configs=3, train_eval_configs=2)
+    dm = SweepDataModule(n_train=5, n_val_envs=3, n_heldout=3, n_train_envs=2)
     suites = dm.eval_suites()
     train = set(dm.seeds("train", 5))
     seen: set[int] = set()
@@ -149,7 +149,7 @@ def test_splits_come_from_disjoint_seeds():
     with pytest.raises(ValueError, match="shift_particles"):
         SweepDataModule(shift_particles=(10, 14))
     with pytest.raises(ValueError, match=r"data\.init_args\.seed: seed 100 with 5 train environments runs past"):
-        SweepDataModule(n_train_configs=5, seed=100).seeds("train", 5)
+        SweepDataModule(n_train=5, seed=100).seeds("train", 5)
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ BC variants, with intervals: the grid of ordinary fits behind the paper's centra
     pc-lightning study --config conf/study/maze_headline.yaml --variants pc  # some variants' cells
 
 A study config names a domain's config per variant, the x axis (a config key and its
-values, e.g. ``data.init_args.n_train_mazes``), the seeds, and overrides shared by every
+values, e.g. ``data.init_args.n_train``), the seeds, and overrides shared by every
 cell. Each cell (variant, x, seed) is a normal run, ``pc-lightning fit`` in a subprocess,
 with its own TensorBoard folder and checkpoints under ``<out>/cells/<cell>``; its
 held-out number is then measured by ``pc-lightning test`` on the ``best.ckpt`` that the

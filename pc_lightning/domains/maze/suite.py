@@ -9,7 +9,7 @@ from pc_lightning.domains.maze import codec
 from pc_lightning.domains.maze.env import MazeEnv, free_cells, tunnel_maze
 from pc_lightning.domains.maze.expert import bfs_distances, bfs_procedure
 from pc_lightning.eval.rollout import procedure_accuracy
-from pc_lightning.eval.suite import EpisodeBatch, EvalSuite
+from pc_lightning.eval.suite import EpisodeBatch, EvalSuite, shard
 
 
 def sample_goal_start(walls: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -23,6 +23,8 @@ class MazeSuite(EvalSuite):
     """Rollout episodes on a list of mazes: ``episodes_per_maze`` random (goal, start) pairs each.
 
     An episode may take ``2 * optimal + size`` steps before it counts as failed."""
+
+    codec = codec
 
     def __init__(self, seeds: list[int], size: int, shortcut_prob: float, episodes_per_maze: int,
                  episode_seed: int) -> None:
@@ -45,22 +47,16 @@ class MazeSuite(EvalSuite):
         return len(self.walls)
 
     def episodes(self, rank: int = 0, world_size: int = 1) -> "MazeEpisodes":
-        idx = np.arange(rank, len(self), world_size)
+        idx = shard(len(self), rank, world_size)
         env = MazeEnv(self.walls[idx], self.goals[idx], self.starts[idx], 2 * self.optimal[idx] + self.size,
                       self.optimal[idx])
         return MazeEpisodes(env)
 
-    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
-        return codec.reached_agent(state, step)
-
     def probes(self, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
-        idx = np.arange(rank, len(self), world_size)
+        idx = shard(len(self), rank, world_size)
         states = codec.encode_states(self.walls[idx], self.goals[idx], self.starts[idx])
         expert = [bfs_procedure(self.walls[i], self.goals[i], self.starts[i])[0] for i in idx]
         return states, expert
-
-    def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
-        return codec.render_procedures(state, expert, generated)
 
     def procedure_metrics(self, states: np.ndarray, expert: list[np.ndarray], generated: Tensor,
                           lengths: Tensor) -> dict[str, np.ndarray]:

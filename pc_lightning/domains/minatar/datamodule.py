@@ -11,8 +11,7 @@ from typing import Any, Callable
 import numpy as np
 from minatar import Environment
 
-from pc_lightning.data import ProcedureDataModule, ProcedureRecords
-from pc_lightning.data.parallel import run_jobs
+from pc_lightning.data import ProcedureDataModule, Splits
 from pc_lightning.domains.minatar.codec import H, W, Codec
 from pc_lightning.domains.minatar.env import N_ACTIONS, check_game, frame_tokens, make_env
 from pc_lightning.domains.minatar.flight import BrickLayout, plan
@@ -121,7 +120,6 @@ class MinAtarDataModule(ProcedureDataModule):
             ``flight`` every learner's state shows the ball's direction and strike flag,
             which MinAtar's frame hides (:mod:`.flight`), and the default shift is a brick
             layout never trained on (``holes``).
-        n_train_episodes, n_val_episodes: expert episodes (every decision is a record).
         max_episode_steps: decisions per episode, for the expert's data and for evaluation.
         sticky_action_prob, difficulty_ramping: the training configuration (MinAtar's sticky
             actions, 0.1 by default; ramping off).
@@ -137,19 +135,18 @@ class MinAtarDataModule(ProcedureDataModule):
         network: the policy/value network's PPO settings over the game's defaults (see
             :class:`NetConfig`; ``total_steps`` is its training budget). It is trained once
             and cached in ``data_dir`` (:mod:`.network`); the search uses it as prior and value.
-        n_val_env_episodes: episodes of suite ``val_envs`` (validation seeds, training
-            configuration), the suite ``best.ckpt`` is chosen on.
-        n_heldout_episodes: episodes per held-out suite (``heldout``: unseen seeds, training
-            configuration; ``heldout_shift``: unseen seeds, shifted configuration), the test
-            set: reported, never used for a choice.
-        train_eval_episodes: episodes of suite ``train_envs`` on training seeds (0 = off).
         action_weight, frame_weight: loss weights of the cells the decision rests on (score
             bins and actions, 50) and of each frame cell (1); the rest of row 10 weighs 5
             (:meth:`Codec.cell_weights`). ``frame_weight: 0`` clones the scores and actions
             but not the frames: an ablation of what the frames add. With ``flight``: row 10
             (the block's kind and the move field) weighs ``action_weight`` per cell, a frame
             cell ``frame_weight`` (:meth:`.flight_codec.FlightCodec.spec`).
-        Others: see :class:`~pc_lightning.data.ProcedureDataModule`.
+        Others (the splits' sizes, ``seed``, ``workers``, the loaders'): see
+        :class:`~pc_lightning.data.ProcedureDataModule`. An environment is a seed, one
+        episode each. The defaults: 128 expert episodes (every decision is a record), 1 for
+        validation; suites of 8 validation seeds (the checkpoint's choice), 16 held-out seeds
+        in each held-out suite (the test set: ``heldout``, the training configuration;
+        ``heldout_shift``, shifted) and the first 4 training seeds.
     """
 
     domain = "minatar"
@@ -159,13 +156,16 @@ class MinAtarDataModule(ProcedureDataModule):
     # action's score bin in one block, then the decision, then the PV
     selection_metric = "return"
     n_probes = 8  # a search probe costs a search
+    default_splits = Splits(n_train=128, n_val=1, n_val_envs=8, n_heldout=16, n_train_envs=4)
+    episodes_per_environment = False
+    shifted = True
+    environment_name = "seed"
+    expert_records = staticmethod(episode)
 
-    def __init__(self, game: str = "breakout", procedure: str = "search", n_train_episodes: int = 128,
-                 n_val_episodes: int = 1, max_episode_steps: int = 400, sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
+    def __init__(self, game: str = "breakout", procedure: str = "search", max_episode_steps: int = 400,
+                 sticky_action_prob: float = 0.1, difficulty_ramping: bool = False,
                  shift: dict[str, Any] | None = None, expert: dict[str, Any] | None = None,
-                 network: dict[str, Any] | None = None,
-                 n_val_env_episodes: int = 8, n_heldout_episodes: int = 16, train_eval_episodes: int = 4,
-                 action_weight: float = 50.0, frame_weight: float = 1.0,
+                 network: dict[str, Any] | None = None, action_weight: float = 50.0, frame_weight: float = 1.0,
                  workers: int = 2, chunk_blocks: int = 8, batch_size: int = 128, **kwargs: Any) -> None:
         super().__init__(workers=workers, chunk_blocks=chunk_blocks, batch_size=batch_size, **kwargs)
         self.game = check_game(game)
@@ -175,14 +175,10 @@ class MinAtarDataModule(ProcedureDataModule):
             raise ConfigError("data.init_args.procedure", f"flight is breakout's; got game {game!r}")
         self.procedure = procedure
         in_range(0.0, math.inf, action_weight=action_weight, frame_weight=frame_weight)
-        at_least(1, n_train_episodes=n_train_episodes, n_val_episodes=n_val_episodes,
-                 max_episode_steps=max_episode_steps, n_val_env_episodes=n_val_env_episodes,
-                 n_heldout_episodes=n_heldout_episodes)
-        at_least(0, train_eval_episodes=train_eval_episodes)
+        at_least(1, max_episode_steps=max_episode_steps)
         in_range(0.0, 1.0, sticky_action_prob=sticky_action_prob)
         self.action_weight, self.frame_weight = action_weight, frame_weight
         self.codec = Codec(game)
-        self.n_episodes = {"train": n_train_episodes, "val": n_val_episodes}
         self.max_episode_steps = max_episode_steps
         self.sticky_action_prob = sticky_action_prob
         self.difficulty_ramping = difficulty_ramping
@@ -193,15 +189,12 @@ class MinAtarDataModule(ProcedureDataModule):
             raise ConfigError("data.init_args.shift", f"may set {', '.join(SHIFT_KEYS)}, not {sorted(unknown)}")
         if "bricks" in self.shift and game != "breakout":
             raise ConfigError("data.init_args.shift.bricks", f"is a breakout layout; got game {game!r}")
-        self.layout = BrickLayout.parse(self.shift["bricks"]) if "bricks" in self.shift else None
+        self.bricks = BrickLayout.parse(self.shift["bricks"]) if "bricks" in self.shift else None
         self.expert = asdict(dataclass_from(SearchConfig, {**GAME_DEFAULTS[game]["expert"], **(expert or {})},
                                             "data.init_args.expert"))
         self.network = dataclass_from(NetConfig, {**GAME_DEFAULTS[game]["network"], **(network or {}),
                                                   "sticky_action_prob": sticky_action_prob,
                                                   "difficulty_ramping": difficulty_ramping}, "data.init_args.network")
-        self.n_val_env_episodes = n_val_env_episodes
-        self.n_heldout_episodes = n_heldout_episodes
-        self.train_eval_episodes = train_eval_episodes
 
     @property
     def spec(self) -> TokenSpec:
@@ -214,9 +207,9 @@ class MinAtarDataModule(ProcedureDataModule):
     def generator_config(self, split: str) -> dict:
         if self.procedure == "flight":
             return {"procedure": "flight", "layout": 2, "game": self.game,
-                    "seeds": self.seeds(split, self.n_episodes[split]), "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
+                    "seeds": self.seeds(split), "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
                     "ramping": self.difficulty_ramping}
-        return {"game": self.game, "seeds": self.seeds(split, self.n_episodes[split]),
+        return {"game": self.game, "seeds": self.seeds(split),
                 "max_steps": self.max_episode_steps, "sticky": self.sticky_action_prob,
                 "ramping": self.difficulty_ramping, "expert": self.expert, "net": self.network.digest(self.game)}
 
@@ -227,18 +220,23 @@ class MinAtarDataModule(ProcedureDataModule):
             get_net(self.game, self.network, self.data_dir)
         return path
 
-    def generate(self, split: str) -> ProcedureRecords:
+    @property
+    def expert_name(self) -> str:
+        return f"{self.procedure} expert, {self.game}"
+
+    def expert_job(self, seed: int, group: int, episodes: int) -> dict[str, Any]:
         net = "" if self.procedure == "flight" else str(self.net_path())
-        jobs = [dict(procedure=self.procedure, game=self.game, seed=s, group=g, sticky_action_prob=self.sticky_action_prob,
-                     difficulty_ramping=self.difficulty_ramping, max_steps=self.max_episode_steps, expert=self.expert,
-                     net=net)
-                for g, s in enumerate(self.seeds(split, self.n_episodes[split]))]
-        parts = run_jobs(episode, jobs, self.workers, f"{self.procedure} expert, {self.game} {split}", unit="episode",
-                         postfix=lambda p: {"ret": p["return"], "steps": p["length"]})
+        return dict(procedure=self.procedure, game=self.game, seed=seed, group=group,
+                    sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping,
+                    max_steps=self.max_episode_steps, expert=self.expert, net=net)
+
+    def progress(self, part: dict[str, Any]) -> dict[str, Any]:
+        return {"ret": part["return"], "steps": part["length"]}
+
+    def expert_meta(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
         returns = [p["return"] for p in parts]
-        meta = {"game": self.game, "expert_return": float(np.mean(returns)), "expert_returns": [float(r) for r in returns],
-                "episode_lengths": [int(p["length"]) for p in parts]}
-        return ProcedureRecords.concat(parts, meta=meta)
+        return {"game": self.game, "expert_return": float(np.mean(returns)),
+                "expert_returns": [float(r) for r in returns], "episode_lengths": [int(p["length"]) for p in parts]}
 
     def expert_return(self) -> float | None:
         """The expert's mean return over the training episodes."""
@@ -246,40 +244,17 @@ class MinAtarDataModule(ProcedureDataModule):
             self.setup()
         return self.records["train"].meta.get("expert_return")
 
-    def build_suites(self) -> dict[str, MinAtarSuite | FlightSuite]:
-        if self.procedure == "flight":
-            return self._flight_suites()
-        base = dict(game=self.game, max_steps=self.max_episode_steps, expert=self.expert,
-                    net=str(self.net_path()), expert_return=self.expert_return())
+    def make_suite(self, name: str, seeds: list[int], episodes: int) -> MinAtarSuite | FlightSuite:
+        """A suite on ``seeds``: the training configuration, or the shifted one for ``heldout_shift``."""
         train_cfg = dict(sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping)
         shifted = {**train_cfg, **{k: v for k, v in self.shift.items() if k not in ("max_episode_steps", "bricks")}}
-        horizon = self.shift.get("max_episode_steps", self.max_episode_steps)
+        horizon = self.shift.get("max_episode_steps", self.max_episode_steps) if name == "heldout_shift" \
+            else self.max_episode_steps
+        cfg = shifted if name == "heldout_shift" else train_cfg
+        layout = self.bricks if name == "heldout_shift" else None
+        if self.procedure == "flight":  # each flight suite scores against the expert on its own episodes
+            return FlightSuite(seeds, **cfg, max_steps=horizon, layout=layout)
         # a longer (or shorter) horizon than the training episodes': no fraction of their return
-        shift_base = base if horizon == self.max_episode_steps else {**base, "max_steps": horizon,
-                                                                     "expert_return": None}
-        suites = {
-            "val_envs": MinAtarSuite(seeds=self.seeds("val", self.n_val_env_episodes), **train_cfg, **base),
-            "heldout": MinAtarSuite(seeds=self.seeds("heldout", self.n_heldout_episodes), **train_cfg, **base),
-            "heldout_shift": MinAtarSuite(seeds=self.seeds("heldout_shift", self.n_heldout_episodes),
-                                          **shifted, **shift_base, layout=self.layout),
-        }
-        if self.train_eval_episodes > 0:
-            suites["train_envs"] = MinAtarSuite(seeds=self.seeds("train", self.train_eval_episodes),
-                                                **train_cfg, **base)
-        return suites
-
-    def _flight_suites(self) -> dict[str, FlightSuite]:
-        """The flight procedure's suites; each scores against the expert on its own episodes."""
-        train_cfg = dict(sticky_action_prob=self.sticky_action_prob, difficulty_ramping=self.difficulty_ramping,
-                         max_steps=self.max_episode_steps)
-        shifted = {**train_cfg, **{k: v for k, v in self.shift.items() if k != "bricks"}}
-        shifted["max_steps"] = shifted.pop("max_episode_steps", self.max_episode_steps)
-        suites = {
-            "val_envs": FlightSuite(self.seeds("val", self.n_val_env_episodes), **train_cfg),
-            "heldout": FlightSuite(self.seeds("heldout", self.n_heldout_episodes), **train_cfg),
-            "heldout_shift": FlightSuite(self.seeds("heldout_shift", self.n_heldout_episodes), **shifted,
-                                         layout=self.layout),
-        }
-        if self.train_eval_episodes > 0:
-            suites["train_envs"] = FlightSuite(self.seeds("train", self.train_eval_episodes), **train_cfg)
-        return suites
+        expert_return = self.expert_return() if horizon == self.max_episode_steps else None
+        return MinAtarSuite(seeds=seeds, game=self.game, max_steps=horizon, expert=self.expert,
+                            net=str(self.net_path()), expert_return=expert_return, layout=layout, **cfg)

@@ -12,7 +12,7 @@ from pc_lightning.domains.minatar.env import make_env
 from pc_lightning.domains.minatar.flight import BrickLayout, observe, plan
 from pc_lightning.domains.minatar.flight_codec import FlightCodec
 from pc_lightning.domains.minatar.suite import MinAtarEpisodes, animate_episode
-from pc_lightning.eval.suite import EvalSuite
+from pc_lightning.eval.suite import EvalSuite, shard
 
 
 def expert_return(seeds: list[int], sticky_action_prob: float, difficulty_ramping: bool, max_steps: int,
@@ -74,13 +74,10 @@ class FlightSuite(EvalSuite):
         return self._expert_return
 
     def episodes(self, rank: int = 0, world_size: int = 1) -> MinAtarEpisodes:
-        return MinAtarEpisodes("breakout", self.seeds[rank::world_size], self.sticky_action_prob,
+        return MinAtarEpisodes("breakout", shard(self.seeds, rank, world_size), self.sticky_action_prob,
                                self.difficulty_ramping, self.max_steps,
                                lambda env: self.codec.encode_state(observe(env)), self.expert_return() or None,
                                self.layout)
-
-    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
-        return self.codec.stop_fn(state, step)
 
     def probes(self, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
         """States 0-29 expert steps into this rank's episodes (the expert plays, so the ball
@@ -89,7 +86,7 @@ class FlightSuite(EvalSuite):
         if key not in self._probes:
             states, procs = [], []
             scratch = Environment("breakout", sticky_action_prob=0.0)
-            for seed in self.seeds[rank::world_size][: self.n_probes]:
+            for seed in shard(self.seeds, rank, world_size)[: self.n_probes]:
                 env = self._make(seed)
                 for _ in range(int(np.random.default_rng(seed).integers(0, 30))):
                     _, terminal = env.act(plan(env, scratch).action)
@@ -127,9 +124,6 @@ class FlightSuite(EvalSuite):
             n = int(lengths[p])
             out[p] = float(np.mean([i < n and bool((gen[p, i] == x[i]).all()) for i in idx]))
         return out
-
-    def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
-        return self.codec.render_procedures(state, expert, generated)
 
     animation_tag = "episode_real_left_imagined_right"
 

@@ -17,7 +17,7 @@ from pc_lightning.domains.minatar.network import load_net
 from pc_lightning.domains.minatar.search import GuidedSearch, SearchConfig
 from pc_lightning.eval.pictures import labelled_grid
 from pc_lightning.eval.rollout import procedure_accuracy
-from pc_lightning.eval.suite import EpisodeBatch, EvalSuite
+from pc_lightning.eval.suite import EpisodeBatch, EvalSuite, shard
 
 
 class MinAtarEpisodes(EpisodeBatch):
@@ -79,13 +79,10 @@ class MinAtarSuite(EvalSuite):
         self._probes: dict[tuple[int, int], tuple[np.ndarray, list[np.ndarray]]] = {}
 
     def episodes(self, rank: int = 0, world_size: int = 1) -> MinAtarEpisodes:
-        return MinAtarEpisodes(self.game, self.seeds[rank::world_size], self.sticky_action_prob,
+        return MinAtarEpisodes(self.game, shard(self.seeds, rank, world_size), self.sticky_action_prob,
                                self.difficulty_ramping, self.max_steps,
                                lambda env: self.codec.encode_state(frame_tokens(env.state())), self.expert_return,
                                self.layout)
-
-    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
-        return self.codec.stop_fn(state, step)
 
     def probes(self, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
         """States a few random steps into this rank's episodes, with the expert's procedures."""
@@ -93,7 +90,7 @@ class MinAtarSuite(EvalSuite):
         if key not in self._probes:
             states, procs = [], []
             evaluate = load_net(Path(self.net)).evaluate
-            for seed in self.seeds[rank::world_size][: self.n_probes]:
+            for seed in shard(self.seeds, rank, world_size)[: self.n_probes]:
                 env = make_env(self.game, seed, self.sticky_action_prob, self.difficulty_ramping, self.layout)
                 rng = np.random.default_rng(seed)
                 actions = env.minimal_action_set()
@@ -113,9 +110,6 @@ class MinAtarSuite(EvalSuite):
         imagines exactly at the same position."""
         first = self.codec.first_imagined
         return procedure_accuracy([x[first:, :10] for x in expert], generated[:, first:, :10], lengths - first)
-
-    def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
-        return self.codec.render_procedures(state, expert, generated)
 
     animation_tag = "episode_real_left_imagined_right"
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from pc_lightning.data import ProcedureDataModule, ProcedureRecords
-from pc_lightning.data.parallel import run_jobs
+from pc_lightning.data import ProcedureDataModule, Splits
 from pc_lightning.domains.maze.env import check_size
 from pc_lightning.domains.pointmaze import codec
 from pc_lightning.domains.pointmaze.codec import BallBins
@@ -18,7 +17,7 @@ from pc_lightning.domains.pointmaze.suite import EPISODES_PER_LAYOUT, PointMazeS
 from pc_lightning.errors import ConfigError, at_least, in_range
 from pc_lightning.spec import TokenSpec
 
-#: ``train_envs`` rolls out on at most this many training layouts.
+#: ``train_envs`` rolls out on at most this many training layouts by default.
 MAX_TRAIN_EVAL_LAYOUTS = 20
 
 
@@ -38,65 +37,51 @@ def expert_records(layout_seed: int, group: int, size: int, shortcut_prob: float
 
 
 class PointMazeDataModule(ProcedureDataModule):
-    """BFS procedure cloning for a ball pushed by forces through tunnel mazes (MuJoCo).
+    """BFS procedure cloning for a ball pushed by forces through tunnel mazes (MuJoCo); an
+    environment is a layout, its episodes are random (goal, start) pairs with their noise.
 
     Args:
         size: layout side, 3k+1 (10, 13, 16, ...).
-        n_train_layouts, episodes_per_layout: the expert data (every decision of each episode).
-        n_val_layouts, val_episodes_per_layout: teacher-forced validation data, unseen layouts.
-        n_val_env_layouts, val_env_episodes_per_layout: rollout suite ``val_envs`` (validation
-            layouts, training size): the suite ``best.ckpt`` is chosen on.
-        n_heldout_layouts, heldout_episodes_per_layout: rollout suite ``heldout``, the test set.
         heldout_size: side of the held-out layouts (default ``size``; larger: zero-shot).
-        train_eval_episodes_per_layout: rollout suite ``train_envs`` on the training layouts
-            (at most the first 20; 0 = off).
         shortcut_prob: chance of opening each remaining inner wall (loops).
         sub_cells, velocity_bins, max_speed: the ball token (:class:`.codec.BallBins`).
         force_bins: bins per force axis over [-1, 1] (the action block).
         repeat: physics steps per decision.
-        Others (``seed``, ``workers``, the loaders'): see :class:`~pc_lightning.data.ProcedureDataModule`.
+        Others (the splits' sizes, ``seed``, ``workers``, the loaders'): see
+        :class:`~pc_lightning.data.ProcedureDataModule`. The defaults: 5 training layouts x
+        4 expert episodes; suites on 10 validation layouts x 5 episodes (the checkpoint's
+        choice), 20 held-out layouts x 5 (the test set) and the training layouts (at most
+        20) x 2. A layout has at most 50 episodes of each kind (data, suites).
     """
 
     domain = "pointmaze"
     generator_version = "1"
     fit_suites = ("val_envs",)  # a weak model's episodes run to the step limit: the test suites once, at the end
+    default_splits = Splits(n_train=5, train_episodes=4, n_val=2, val_episodes=2, n_val_envs=10, val_envs_episodes=5,
+                            n_heldout=20, heldout_episodes=5, n_train_envs=MAX_TRAIN_EVAL_LAYOUTS,
+                            train_envs_episodes=2)
+    expert_name, environment_name = "PointMaze expert", "layout"
+    expert_records = staticmethod(expert_records)
 
-    def __init__(self, size: int = 16, n_train_layouts: int = 5, episodes_per_layout: int = 4,
-                 n_val_layouts: int = 2, val_episodes_per_layout: int = 2, n_val_env_layouts: int = 10,
-                 val_env_episodes_per_layout: int = 5, n_heldout_layouts: int = 20,
-                 heldout_episodes_per_layout: int = 5, heldout_size: int | None = None,
-                 train_eval_episodes_per_layout: int = 2, shortcut_prob: float = 0.1, sub_cells: int = 3,
-                 velocity_bins: int = 5, max_speed: float = 5.0, force_bins: int = 5, repeat: int = 8,
-                 **kwargs: Any) -> None:
+    def __init__(self, size: int = 16, heldout_size: int | None = None, shortcut_prob: float = 0.1,
+                 sub_cells: int = 3, velocity_bins: int = 5, max_speed: float = 5.0, force_bins: int = 5,
+                 repeat: int = 8, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         check_size(size)
         if heldout_size is not None:
             check_size(heldout_size, "data.init_args.heldout_size")
-        half = EPISODES_PER_LAYOUT // 2
-        at_least(1, n_train_layouts=n_train_layouts, episodes_per_layout=episodes_per_layout,
-                 n_val_layouts=n_val_layouts, val_episodes_per_layout=val_episodes_per_layout,
-                 n_val_env_layouts=n_val_env_layouts, val_env_episodes_per_layout=val_env_episodes_per_layout,
-                 n_heldout_layouts=n_heldout_layouts, heldout_episodes_per_layout=heldout_episodes_per_layout,
-                 sub_cells=sub_cells, velocity_bins=velocity_bins, repeat=repeat)
+        at_least(1, sub_cells=sub_cells, velocity_bins=velocity_bins, repeat=repeat)
         at_least(2, force_bins=force_bins)
-        at_least(0, train_eval_episodes_per_layout=train_eval_episodes_per_layout)
         in_range(0.0, 1.0, shortcut_prob=shortcut_prob)
-        for key, n in (("episodes_per_layout", episodes_per_layout), ("val_episodes_per_layout", val_episodes_per_layout),
-                       ("val_env_episodes_per_layout", val_env_episodes_per_layout),
-                       ("heldout_episodes_per_layout", heldout_episodes_per_layout),
-                       ("train_eval_episodes_per_layout", train_eval_episodes_per_layout)):
-            if n > half:
+        half = EPISODES_PER_LAYOUT // 2
+        for key in ("train_episodes", "val_episodes", "val_envs_episodes", "heldout_episodes", "train_envs_episodes"):
+            if getattr(self.sizes, key) > half:
                 raise ConfigError(f"data.init_args.{key}", f"must be <= {half} (a layout's episode seeds are "
-                                  f"split between the expert data and the suites), got {n}")
+                                  f"split between the expert data and the suites), got {getattr(self.sizes, key)}")
         if max_speed <= 0:
             raise ConfigError("data.init_args.max_speed", f"must be > 0, got {max_speed}")
         self.size = size
         self.heldout_size = heldout_size or size
-        self.n_layouts = {"train": n_train_layouts, "val": n_val_layouts}
-        self.episodes = {"train": episodes_per_layout, "val": val_episodes_per_layout}
-        self.n_val_env_layouts, self.val_env_episodes_per_layout = n_val_env_layouts, val_env_episodes_per_layout
-        self.n_heldout_layouts, self.heldout_episodes_per_layout = n_heldout_layouts, heldout_episodes_per_layout
-        self.train_eval_episodes_per_layout = train_eval_episodes_per_layout
         self.shortcut_prob = shortcut_prob
         self.ball = BallBins(sub_cells, velocity_bins, float(max_speed))
         self.force_bins = force_bins
@@ -107,38 +92,27 @@ class PointMazeDataModule(ProcedureDataModule):
         return codec.token_spec(self.ball, force_bins(self.force_bins))
 
     def generator_config(self, split: str) -> dict:
-        return {"size": self.size, "seeds": self.seeds(split, self.n_layouts[split]),
-                "episodes": self.episodes[split], "shortcut_prob": self.shortcut_prob,
-                "ball": asdict(self.ball), "force_bins": self.force_bins, "repeat": self.repeat}
+        return {"size": self.size, "seeds": self.seeds(split), "episodes": self.sizes.episodes(split),
+                "shortcut_prob": self.shortcut_prob, "ball": asdict(self.ball), "force_bins": self.force_bins,
+                "repeat": self.repeat}
 
-    def generate(self, split: str) -> ProcedureRecords:
-        jobs = [dict(layout_seed=s, group=g, size=self.size, shortcut_prob=self.shortcut_prob,
-                     n_episodes=self.episodes[split], ball=asdict(self.ball), n_bins=self.force_bins,
-                     repeat=self.repeat) for g, s in enumerate(self.seeds(split, self.n_layouts[split]))]
-        parts = run_jobs(expert_records, jobs, self.workers, f"PointMaze expert, {split} layouts", unit="layout")
+    def expert_job(self, seed: int, group: int, episodes: int) -> dict[str, Any]:
+        return dict(layout_seed=seed, group=group, size=self.size, shortcut_prob=self.shortcut_prob,
+                    n_episodes=episodes, ball=asdict(self.ball), n_bins=self.force_bins, repeat=self.repeat)
+
+    def expert_meta(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
         solved = [x for p in parts for x in p["solved"]]
-        return ProcedureRecords.concat(parts, meta={"expert_success": sum(solved) / len(solved)})
+        return {"expert_success": sum(solved) / len(solved)}
 
     def augment_fn(self) -> codec.DihedralAugment:
         return codec.DihedralAugment(self.ball, self.force_bins)
 
-    def suite(self, seeds: list[int], size: int, episodes: int) -> PointMazeSuite:
-        return PointMazeSuite(seeds, size, self.shortcut_prob, episodes, self.ball, self.force_bins, self.repeat)
+    def suite_size(self, suite: str) -> int:
+        return self.heldout_size if suite == "heldout" else self.size
 
-    def build_suites(self) -> dict[str, PointMazeSuite]:
-        """Validation and held-out layouts come from their own seed ranges, checked unequal to
-        every training layout (and held-out to validation)."""
-        train = {layout(self.size, s, self.shortcut_prob).tobytes() for s in self.seeds("train", self.n_layouts["train"])}
-        val = self.seeds("val", self.n_val_env_layouts)
-        val_layouts = {layout(self.size, s, self.shortcut_prob).tobytes() for s in val}
-        heldout = self.seeds("heldout", self.n_heldout_layouts)
-        clash = [s for s in heldout if layout(self.heldout_size, s, self.shortcut_prob).tobytes() in train | val_layouts]
-        if val_layouts & train or clash:
-            raise ConfigError("data.init_args.size", f"{self.size}x{self.size} layouts repeat across splits: "
-                              "use larger layouts")
-        suites = {"val_envs": self.suite(val, self.size, self.val_env_episodes_per_layout),
-                  "heldout": self.suite(heldout, self.heldout_size, self.heldout_episodes_per_layout)}
-        if self.train_eval_episodes_per_layout > 0:
-            train_seeds = self.seeds("train", self.n_layouts["train"])[:MAX_TRAIN_EVAL_LAYOUTS]
-            suites["train_envs"] = self.suite(train_seeds, self.size, self.train_eval_episodes_per_layout)
-        return suites
+    def environment_key(self, suite: str, seed: int) -> bytes:
+        return layout(self.suite_size(suite), seed, self.shortcut_prob).tobytes()
+
+    def make_suite(self, name: str, seeds: list[int], episodes: int) -> PointMazeSuite:
+        return PointMazeSuite(seeds, self.suite_size(name), self.shortcut_prob, episodes, self.ball, self.force_bins,
+                              self.repeat)

@@ -14,7 +14,7 @@ from pc_lightning.domains.pointmaze.codec import BallBins
 from pc_lightning.domains.pointmaze.env import PointMazeEpisode, layout
 from pc_lightning.domains.pointmaze.expert import PointMazeExpert, force_bins, play_expert
 from pc_lightning.eval.rollout import procedure_accuracy
-from pc_lightning.eval.suite import EpisodeBatch, EvalSuite
+from pc_lightning.eval.suite import EpisodeBatch, EvalSuite, shard
 
 #: An episode's ``episode_seed`` is ``layout seed * EPISODES_PER_LAYOUT + j``: expert data uses
 #: j < EPISODES_PER_LAYOUT // 2, suites the upper half, so no suite replays a data episode.
@@ -80,18 +80,20 @@ class PointMazeEpisodes(EpisodeBatch):
 
 
 class PointMazeSuite(EvalSuite):
-    """Rollouts on layouts ``seeds`` (``episodes_per_layout`` goal/start pairs each, episodes
+    """Rollouts on layouts ``seeds`` (``episodes`` goal/start pairs each, episodes
     ``EPISODES_PER_LAYOUT // 2 + j``), and probes: a state a third of the way into the
     expert's episode, with its procedure."""
 
-    def __init__(self, seeds: list[int], size: int, shortcut_prob: float, episodes_per_layout: int,
+    codec = codec
+
+    def __init__(self, seeds: list[int], size: int, shortcut_prob: float, episodes: int,
                  ball: BallBins, n_bins: int, repeat: int, n_probes: int = 16) -> None:
         self.size, self.ball, self.n_bins, self.repeat, self.n_probes = size, ball, n_bins, repeat, n_probes
         self.max_procedure_steps = size * size
         self.walls, self.seeds = [], []
         for s in seeds:
             walls = layout(size, s, shortcut_prob)
-            for j in range(episodes_per_layout):
+            for j in range(episodes):
                 self.walls.append(walls)
                 self.seeds.append(episode_seed(s, EPISODES_PER_LAYOUT // 2 + j))
         self._expert: dict[int, dict] = {}
@@ -112,17 +114,14 @@ class PointMazeSuite(EvalSuite):
                 "episode_length": float(np.mean([r["decisions"] for r in runs]))}
 
     def episodes(self, rank: int = 0, world_size: int = 1) -> PointMazeEpisodes:
-        idx = range(rank, len(self), world_size)
+        idx = shard(len(self), rank, world_size)
         expert = np.array([self.expert_episode(i)["decisions"] for i in idx], dtype=np.float64)
         return PointMazeEpisodes([self.walls[i] for i in idx], [self.seeds[i] for i in idx], self.ball,
                                  self.n_bins, self.repeat, expert)
 
-    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
-        return codec.reached_ball(state, step)
-
     def probes(self, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
         states, procedures = [], []
-        for i in list(range(rank, len(self), world_size))[: self.n_probes]:
+        for i in shard(len(self), rank, world_size)[: self.n_probes]:
             run = self.expert_episode(i)
             t = len(run["states"]) // 3
             states.append(run["states"][t])
@@ -134,9 +133,6 @@ class PointMazeSuite(EvalSuite):
                           lengths: Tensor) -> dict[str, np.ndarray]:
         """``procedure_acc_ties``: the maze's, maps equal up to BFS ties."""
         return {"procedure_acc_ties": procedure_accuracy(expert, generated, lengths, maps_match_up_to_ties)}
-
-    def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
-        return codec.render_procedures(state, expert, generated)
 
     animation_tag = "episode_ball_path_over_model_bfs_map"
 

@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from pc_lightning.data import ProcedureDataModule, ProcedureRecords
+from pc_lightning.data import ProcedureDataModule, Splits
 from pc_lightning.data.datamodule import SEED_BASE
-from pc_lightning.data.parallel import run_jobs
 from pc_lightning.domains.sweep.codec import Codec, DihedralAugment
 from pc_lightning.domains.sweep.env import SweepConfig, sample_configuration
 from pc_lightning.domains.sweep.suite import SweepSuite, play_expert
@@ -51,37 +50,38 @@ def check_table(table: dict[str, Any] | None, n_particles: int) -> SweepConfig:
 
 
 class SweepDataModule(ProcedureDataModule):
-    """Procedure cloning of the scripted sweeping expert (``docs/domains/sweep.md``).
+    """Procedure cloning of the scripted sweeping expert (``docs/domains/sweep.md``); an
+    environment is a table configuration, one episode each.
 
     Args:
-        n_train_configs, n_val_configs: tables the expert plays for training and for the
-            teacher-forced validation data (every decision is a record).
         particles: the training range of particle counts, [low, high].
         shift_particles: the ``heldout_shift`` suite's range (outside the training range).
         max_particles: particle rows of a step block (the most particles any suite has).
-        n_val_env_configs: tables of suite ``val_envs`` (checkpoint selection).
-        n_heldout_configs: tables of each held-out suite (``heldout``, ``heldout_shift``):
-            the test set, reported, never used for a choice.
-        train_eval_configs: tables of suite ``train_envs`` (training tables; 0 = off).
         n_bins: velocity bins per axis of the action block.
         table: overrides of :class:`~pc_lightning.domains.sweep.env.SweepConfig` (size,
             radii, speeds, step limit).
-        Others (``seed``, ``workers``, the loaders'): see :class:`~pc_lightning.data.ProcedureDataModule`.
+        Others (the splits' sizes, ``seed``, ``workers``, the loaders'): see
+        :class:`~pc_lightning.data.ProcedureDataModule`. The defaults: 40 training tables
+        (every decision of the expert's episode is a record), 4 validation tables; suites on
+        16 validation tables (the checkpoint's choice), 32 held-out tables in each held-out
+        suite (the test set) and 8 training tables.
     """
 
     domain = "sweep"
     generator_version = "3"  # 3: the effectors' floods on the table's grid; 2: waypoints in coordinate rows
     selection_metric = "fraction_in_bowls"
     fit_suites = ("val_envs",)  # a weak model's episodes run to the step limit: the test suites once, at the end
+    default_splits = Splits(n_train=40, n_val=4, n_val_envs=16, n_heldout=32, n_train_envs=8)
+    episodes_per_environment = False
+    shifted = True
+    expert_name, environment_name = "sweep expert", "table"
+    expert_records = staticmethod(expert_episode)
 
-    def __init__(self, n_train_configs: int = 40, n_val_configs: int = 4, particles: tuple[int, int] = (4, 8),
-                 shift_particles: tuple[int, int] = (10, 12), max_particles: int = 12, n_val_env_configs: int = 16,
-                 n_heldout_configs: int = 32, train_eval_configs: int = 8, n_bins: int = 9,
-                 table: dict[str, Any] | None = None, workers: int = 2, **kwargs: Any) -> None:
+    def __init__(self, particles: tuple[int, int] = (4, 8), shift_particles: tuple[int, int] = (10, 12),
+                 max_particles: int = 12, n_bins: int = 9, table: dict[str, Any] | None = None, workers: int = 2,
+                 **kwargs: Any) -> None:
         super().__init__(workers=workers, **kwargs)
-        at_least(1, n_train_configs=n_train_configs, n_val_configs=n_val_configs, max_particles=max_particles,
-                 n_val_env_configs=n_val_env_configs, n_heldout_configs=n_heldout_configs)
-        at_least(0, train_eval_configs=train_eval_configs)
+        at_least(1, max_particles=max_particles)
         at_least(2, n_bins=n_bins)
         self.particles, self.shift_particles = tuple(particles), tuple(shift_particles)
         for key, (lo, hi) in (("particles", self.particles), ("shift_particles", self.shift_particles)):
@@ -91,10 +91,6 @@ class SweepDataModule(ProcedureDataModule):
         self.table = check_table(table, max(self.particles[1], self.shift_particles[1]))
         self.codec = Codec(self.table, max_particles)
         self.max_particles = max_particles
-        self.n_configs = {"train": n_train_configs, "val": n_val_configs}
-        self.n_val_env_configs = n_val_env_configs
-        self.n_heldout_configs = n_heldout_configs
-        self.train_eval_configs = train_eval_configs
         self.n_bins = n_bins
 
     @property
@@ -106,27 +102,20 @@ class SweepDataModule(ProcedureDataModule):
         return DihedralAugment(self.codec, self.n_bins)
 
     def generator_config(self, split: str) -> dict:
-        return {"seeds": self.seeds(split, self.n_configs[split]), "particles": self.particles,
-                "max_particles": self.max_particles, "n_bins": self.n_bins, "table": asdict(self.table)}
+        return {"seeds": self.seeds(split), "particles": self.particles, "max_particles": self.max_particles,
+                "n_bins": self.n_bins, "table": asdict(self.table)}
 
-    def generate(self, split: str) -> ProcedureRecords:
-        jobs = [{"seed": s, "group": g, "counts": self.particles, "max_particles": self.max_particles,
-                 "n_bins": self.n_bins, "table": asdict(self.table)}
-                for g, s in enumerate(self.seeds(split, self.n_configs[split]))]
-        parts = run_jobs(expert_episode, jobs, self.workers, f"sweep expert, {split} tables", unit="table",
-                         postfix=lambda p: {"solved": p["solved"], "steps": p["steps"]})
-        meta = {"expert_success": float(np.mean([p["solved"] for p in parts])),
+    def expert_job(self, seed: int, group: int, episodes: int) -> dict[str, Any]:
+        return {"seed": seed, "group": group, "counts": self.particles, "max_particles": self.max_particles,
+                "n_bins": self.n_bins, "table": asdict(self.table)}
+
+    def progress(self, part: dict[str, Any]) -> dict[str, Any]:
+        return {"solved": part["solved"], "steps": part["steps"]}
+
+    def expert_meta(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"expert_success": float(np.mean([p["solved"] for p in parts])),
                 "expert_steps": float(np.mean([p["steps"] for p in parts]))}
-        return ProcedureRecords.concat(parts, meta=meta)
 
-    def build_suites(self) -> dict[str, SweepSuite]:
-        args = dict(cfg=self.table, codec=self.codec, n_bins=self.n_bins)
-        seeds = {
-            "val_envs": (self.seeds("val", self.n_val_env_configs), self.particles),
-            "heldout": (self.seeds("heldout", self.n_heldout_configs), self.particles),
-            "heldout_shift": (self.seeds("heldout_shift", self.n_heldout_configs), self.shift_particles),
-        }
-        if self.train_eval_configs > 0:
-            seeds["train_envs"] = (self.seeds("train", min(self.train_eval_configs, self.n_configs["train"])),
-                                   self.particles)
-        return {name: SweepSuite(s, counts, **args) for name, (s, counts) in seeds.items()}
+    def make_suite(self, name: str, seeds: list[int], episodes: int) -> SweepSuite:
+        counts = self.shift_particles if name == "heldout_shift" else self.particles
+        return SweepSuite(seeds, counts, cfg=self.table, codec=self.codec, n_bins=self.n_bins)

@@ -9,7 +9,7 @@ from torch import Tensor
 from pc_lightning.domains.sweep.codec import Codec, split_tokens
 from pc_lightning.domains.sweep.env import SweepConfig, SweepEnv
 from pc_lightning.domains.sweep.expert import SweepExpert, velocity_bins
-from pc_lightning.eval.suite import EpisodeBatch, EvalSuite
+from pc_lightning.eval.suite import EpisodeBatch, EvalSuite, shard
 
 
 def particle_count(seed: int, counts: tuple[int, int]) -> int:
@@ -86,17 +86,14 @@ class SweepSuite(EvalSuite):
                 "episode_length": float(np.mean([r["steps"] for r in runs]))}
 
     def episodes(self, rank: int = 0, world_size: int = 1) -> SweepEpisodes:
-        seeds = self.seeds[rank::world_size]
+        seeds = shard(self.seeds, rank, world_size)
         expert_steps = np.array([self.expert_episode(s)["steps"] for s in seeds], dtype=np.float64)
         return SweepEpisodes(seeds, self.counts, self.cfg, self.codec, self.n_bins, expert_steps)
-
-    def stop_fn(self, state: Tensor, step: Tensor) -> Tensor:
-        return self.codec.stop_fn(state, step)
 
     def probes(self, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
         """One state per configuration, a third of the way into the expert's episode."""
         states, procs = [], []
-        for seed in self.seeds[rank::world_size][: self.n_probes]:
+        for seed in shard(self.seeds, rank, world_size)[: self.n_probes]:
             run = self.expert_episode(seed)
             t = len(run["states"]) // 3
             states.append(run["states"][t])
@@ -121,9 +118,6 @@ class SweepSuite(EvalSuite):
                     for c, f in self.codec.effector_cells(states[p])]
             move[p] = float(np.mean(hits))
         return {"source_acc": goal, "move_acc": move}
-
-    def render(self, state: np.ndarray, expert: np.ndarray, generated: np.ndarray) -> Tensor:
-        return self.codec.render_procedures(state, expert, generated)
 
     animation_tag = "episode_model_left_expert_right"
 
