@@ -75,6 +75,19 @@ class _Running:
     context_kv: KV  # per layer, the context block's keys/values (M, N, h, e)
     cache: list[KV]  # per layer, the window's earlier blocks' keys/values
 
+    def stops(self, state: Tensor, stop_fn: StopFn | None, window: int | None, max_steps: int) -> Tensor:
+        """(M,) bool: the sequences whose current block ends them: the domain's rule on it
+        (``state`` (M, Hs, Ws), the running ones'), a fixed point (the last ``window`` blocks
+        repeat, so greedy decoding can never change again), the last allowed block, or a
+        resumed chain's stop."""
+        same = (self.x == self.prev).flatten(1).all(1)
+        self.repeats = torch.where(same, self.repeats + 1, torch.zeros_like(self.repeats))
+        stop = self.forced | (self.repeats >= (window if window is not None else max_steps + 1))
+        stop |= self.rounds >= max_steps - 1
+        if stop_fn is not None:
+            stop |= stop_fn(state, self.x).to(stop.device)
+        return stop
+
     def keep(self, rows: Tensor | None, x_keep: Tensor, nxt: Tensor, own: KV, window: int | None) -> None:
         """Go on with the sequences ``rows`` (index into the running ones, or None for all),
         whose current blocks ``x_keep`` (already selected) have keys/values ``own`` and
@@ -156,6 +169,77 @@ def _resume(run: _Running, state: Tensor, contexts: Tensor, prefixes: list[Chain
             run.prev[b] = blocks[last - 1]
 
 
+class _Output:
+    """What generation has produced for every sequence of the batch: the blocks (grown as
+    needed: ``max_steps`` can be far more than a procedure takes, a 31x31 maze allows 961
+    blocks where a BFS takes ~100), their count, the action and the blocks run."""
+
+    def __init__(self, bsz: int, shape: tuple[int, int], n_bins: tuple[int, ...], max_steps: int, longest: int,
+                 device: torch.device) -> None:
+        self.max_steps = max_steps
+        self.steps = torch.full((bsz, min(max_steps, max(64, longest + 1)), *shape), -1, dtype=torch.long,
+                                device=device)  # (B, capacity, Hx, Wx)
+        self.lengths = torch.zeros(bsz, dtype=torch.long, device=device)  # (B,)
+        self.actions = torch.zeros(bsz, len(n_bins), dtype=torch.long, device=device)  # (B, D)
+        self.action_logits = torch.zeros(bsz, len(n_bins), max(n_bins), device=device)  # (B, D, A)
+        self.forward_blocks = 0
+
+    def write(self, run: _Running) -> None:
+        """Each running sequence's current block at its position (doubling the capacity, up to max_steps)."""
+        if len(run.rounds) and int(run.rounds.max()) >= self.steps.shape[1]:
+            more = min(self.max_steps, 2 * self.steps.shape[1]) - self.steps.shape[1]
+            self.steps = torch.cat([self.steps, self.steps.new_full((len(self.steps), more, *self.steps.shape[2:]), -1)], 1)
+        self.steps[run.active, run.rounds] = run.x
+        self.lengths[run.active] = run.rounds + 1
+
+
+def _act(net: ProcedureTransformer, run: _Running, out: _Output, idx: Tensor, st: Tensor, bias: Tensor) -> None:
+    """The running sequences ``idx`` stop at their current block, which hosts the action
+    query: its pass (embedded with the full state ``st`` where step blocks otherwise see its
+    context) gives only the keys/values the query reads."""
+    hosts = torch.ones(len(idx), 1, dtype=torch.bool, device=st.device)
+    _, _, query_ctx = net.step_pass(net.embed_steps(run.x[idx][:, None], st[idx], hosts)[:, 0],
+                                    _rows(run.context_kv, idx), [_rows(c, idx) for c in run.cache], bias, host=True)
+    logits = net.query_pass(query_ctx)  # (M, D, A)
+    out.action_logits[run.active[idx]] = logits.float()
+    out.actions[run.active[idx]] = logits.argmax(-1)
+    out.forward_blocks += len(idx)
+
+
+def _advance(net: ProcedureTransformer, run: _Running, out: _Output, rows: Tensor | None, st: Tensor,
+             bias: Tensor) -> None:
+    """The running sequences ``rows`` (None: all) go on: their current block's pass decodes the next."""
+    x, st = (run.x, st) if rows is None else (run.x[rows], st[rows])
+    hx = net.embed_steps(x[:, None], st)[:, 0]  # (M, N, d)
+    hx, own, _ = net.step_pass(hx, _rows(run.context_kv, rows), [_rows(c, rows) for c in run.cache], bias)
+    out.forward_blocks += len(x)
+    run.keep(rows, x, net.decode(hx, *x.shape[-2:]), own, net.cfg.window)
+
+
+def _start(net: ProcedureTransformer, state: Tensor, contexts: Tensor, max_steps: int, stop_fn: StopFn | None,
+           prefixes: list[Chain | None] | None) -> tuple[_Running, _Output, KV]:
+    """Every sequence at x_0, or where its chain was made under its context, where that chain
+    stops or ends: the running rows, the output buffer, and the context block's keys/values."""
+    bsz, dev, window = len(state), state.device, net.cfg.window
+    if net.cfg.hidden_from_steps:  # step blocks see the context block, which can come from a chain
+        x0, context_kv, start_kv = _context_pass(net, contexts, prefixes)
+    else:
+        hs, context_kv = net.state_pass(state, keys_only=net.cfg.start_token is not None)
+        x0, start_kv = _first_blocks(net, state, hs, context_kv)  # (B, Hx, Wx)
+    longest = max((len(c.blocks) for c in prefixes or [] if c is not None), default=0)
+    out = _Output(bsz, tuple(x0.shape[-2:]), net.cfg.action_bins, max_steps, longest, dev)
+    out.forward_blocks = bsz if net.cfg.start_token is not None else 0  # the start blocks
+    cache = [[] for _ in net.layers]
+    if start_kv is not None and window != 1:  # x_0's window holds the start block
+        cache = [[kv] for kv in start_kv]
+    zeros = torch.zeros(bsz, dtype=torch.long, device=dev)
+    run = _Running(active=torch.arange(bsz, device=dev), x=x0.clone(), prev=torch.full_like(x0, -1), rounds=zeros,
+                   forced=zeros.bool(), repeats=zeros.clone(), context_kv=context_kv, cache=cache)
+    if prefixes is not None and net.reusable:
+        _resume(run, state, contexts, prefixes, max_steps, stop_fn, out.steps)
+    return run, out, context_kv
+
+
 @torch.no_grad()
 def generate(net: ProcedureTransformer, state: Tensor, max_steps: int, stop_fn: StopFn | None = None,
              prefixes: list[Chain | None] | None = None) -> Generation:
@@ -166,90 +250,41 @@ def generate(net: ProcedureTransformer, state: Tensor, max_steps: int, stop_fn: 
     state's chain too, so generation resumes after it, or stops inside it."""
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    bsz = len(state)
-    h, w = net.step_shape(state)
-    state_shape = tuple(state.shape[-2:])
-    dev = state.device
-    window = net.cfg.window
-    hidden = bool(net.cfg.hidden_from_steps)
+    bsz, window, dev = len(state), net.cfg.window, state.device
+    (h, w), state_shape = net.step_shape(state), tuple(state.shape[-2:])
     contexts = net.step_context(state)  # (B, Hs, Ws)
-    if hidden:  # step blocks see the context block, which can come from a chain
-        x0, context_kv, start_kv = _context_pass(net, contexts, prefixes)
-    else:
-        hs, context_kv = net.state_pass(state, keys_only=net.cfg.start_token is not None)
-        x0, start_kv = _first_blocks(net, state, hs, context_kv)  # (B, Hx, Wx)
-    full_context_kv = context_kv
-    # the generated blocks (B, capacity, Hx, Wx), grown as needed: max_steps can be far more
-    # than a procedure takes (a 31x31 maze allows 961 blocks where a BFS takes ~100)
-    longest = max((len(c.blocks) for c in prefixes or [] if c is not None), default=0)
-    steps_out = torch.full((bsz, min(max_steps, max(64, longest + 1)), h, w), -1, dtype=torch.long, device=dev)
-    zeros = torch.zeros(bsz, dtype=torch.long, device=dev)
-    cache = [[] for _ in net.layers]
-    if start_kv is not None and window != 1:  # x_0's window holds the start block
-        cache = [[kv] for kv in start_kv]
-    run = _Running(active=torch.arange(bsz, device=dev), x=x0.clone(), prev=torch.full_like(x0, -1), rounds=zeros,
-                   forced=zeros.bool(), repeats=zeros.clone(), context_kv=context_kv, cache=cache)
-    if prefixes is not None and net.reusable:
-        _resume(run, state, contexts, prefixes, max_steps, stop_fn, steps_out)
-    # context + the block itself
-    step_bias = net.bias((h, w), 1, dev, context=state_shape) if window == 1 else None
-
-    n_tokens, n_bins = len(net.cfg.action_bins), max(net.cfg.action_bins)
-    actions = torch.zeros(bsz, n_tokens, dtype=torch.long, device=dev)
-    action_logits = torch.zeros(bsz, n_tokens, n_bins, device=dev)
-    lengths = torch.zeros(bsz, dtype=torch.long, device=dev)
-    forward_blocks = bsz if net.cfg.start_token is not None else 0  # the start blocks
+    run, out, context_kv = _start(net, state, contexts, max_steps, stop_fn, prefixes)
+    step_bias = net.bias((h, w), 1, dev, context=state_shape) if window == 1 else None  # context + the block
     for _ in range(max_steps):
-        st, x = state[run.active], run.x
-        if len(run.rounds) and int(run.rounds.max()) >= steps_out.shape[1]:  # double the capacity, up to max_steps
-            more = min(max_steps, 2 * steps_out.shape[1]) - steps_out.shape[1]
-            steps_out = torch.cat([steps_out, steps_out.new_full((bsz, more, h, w), -1)], 1)
-        steps_out[run.active, run.rounds] = x
-        lengths[run.active] = run.rounds + 1
-        same = (x == run.prev).flatten(1).all(1)
-        run.repeats = torch.where(same, run.repeats + 1, torch.zeros_like(run.repeats))
-        stop = run.forced | (run.repeats >= (window if window is not None else max_steps + 1))
-        stop |= run.rounds >= max_steps - 1
-        if stop_fn is not None:
-            stop |= stop_fn(st, x).to(dev)
-        n_stop = int(stop.sum())
-        n_keep = len(stop) - n_stop
+        st = state[run.active]
+        out.write(run)
+        stop = run.stops(st, stop_fn, window, max_steps)
         bias = step_bias if step_bias is not None else net.bias((h, w), 1 + len(run.cache[0]), dev, state_shape)
-        if n_stop:  # x hosts the action query: only its keys/values are needed
-            # (embedded with the full state where step blocks otherwise see its context)
-            idx = stop.nonzero().squeeze(1)
-            hosts = torch.ones(n_stop, 1, dtype=torch.bool, device=dev)
-            _, _, query_ctx = net.step_pass(net.embed_steps(x[idx][:, None], st[idx], hosts)[:, 0],
-                                            _rows(run.context_kv, idx), [_rows(c, idx) for c in run.cache],
-                                            bias, host=True)
-            logits = net.query_pass(query_ctx)
-            action_logits[run.active[idx]] = logits.float()
-            actions[run.active[idx]] = logits.argmax(-1)
-            forward_blocks += n_stop
-        if not n_keep:
+        n_stop = int(stop.sum())
+        if n_stop:
+            _act(net, run, out, stop.nonzero().squeeze(1), st, bias)
+        if n_stop == len(stop):
             break
-        rows = None if n_stop == 0 else (~stop).nonzero().squeeze(1)
-        x_keep, st_keep = (x, st) if rows is None else (x[rows], st[rows])
-        hx = net.embed_steps(x_keep[:, None], st_keep)[:, 0]  # (Mk, N, d)
-        hx, own, _ = net.step_pass(hx, _rows(run.context_kv, rows), [_rows(c, rows) for c in run.cache], bias)
-        forward_blocks += n_keep
-        run.keep(rows, x_keep, net.decode(hx, h, w), own, window)
-    reusable = net.reusable
+        _advance(net, run, out, (~stop).nonzero().squeeze(1) if n_stop else None, st, bias)
+    return Generation(out.actions, out.action_logits, out.steps[:, : int(out.lengths.max())], out.lengths,
+                      out.forward_blocks, lambda: _chains(net, out, contexts, context_kv, prefixes))
 
-    def chains() -> list[Chain]:  # a Python loop over the batch: built only when asked for
-        out = []
-        for b in range(bsz):
-            own = steps_out[b, : int(lengths[b])]
-            old = prefixes[b] if prefixes is not None else None
-            if old is not None and len(old.blocks) > len(own) and reusable and torch.equal(old.context, contexts[b]):
-                own = old.blocks  # a longer chain already known: keep all of it
-            else:  # a copy of its own blocks: a view would keep the whole (B, max_steps, ...) buffer alive
-                own = own.clone()
-            kv = [(k[b], v[b]) for k, v in full_context_kv] if hidden else None
-            out.append(Chain(own, contexts[b], kv))
-        return out
 
-    return Generation(actions, action_logits, steps_out[:, : int(lengths.max())], lengths, forward_blocks, chains)
+def _chains(net: ProcedureTransformer, out: _Output, contexts: Tensor, context_kv: KV,
+            prefixes: list[Chain | None] | None) -> list[Chain]:
+    """Per sequence, every block generated so far and its context (a Python loop over the
+    batch: built only when asked for)."""
+    chains = []
+    for b in range(len(contexts)):
+        own = out.steps[b, : int(out.lengths[b])]
+        old = prefixes[b] if prefixes is not None else None
+        if old is not None and len(old.blocks) > len(own) and net.reusable and torch.equal(old.context, contexts[b]):
+            own = old.blocks  # a longer chain already known: keep all of it
+        else:  # a copy of its own blocks: a view would keep the whole (B, max_steps, ...) buffer alive
+            own = own.clone()
+        kv = [(k[b], v[b]) for k, v in context_kv] if net.cfg.hidden_from_steps else None
+        chains.append(Chain(own, contexts[b], kv))
+    return chains
 
 
 @torch.no_grad()

@@ -277,6 +277,24 @@ class BitCells(nn.Module):
         return torch.where(vector_lp >= sym_lp, vector_id, sym + 2**self.n_bits)
 
 
+@dataclass
+class _Streams:
+    """The teacher-forced pass's hidden states, one stream per kind of block, and what each
+    attends to (built by :meth:`ProcedureTransformer._embed_pass`)."""
+
+    hs: Tensor  # (B, Ns, d) the state block
+    hc: Tensor | None  # (B, Ns, d) the context block (the state as step blocks see it), where it differs
+    hq: Tensor  # (B, D, d) the action's query tokens
+    state_bias: Tensor  # (heads, Ns, Ns)
+    query_sees_state: Tensor  # (B, Ns) bool: the queries are hosted at the state block
+    hx: Tensor | None = None  # (B, K, N, d) the step blocks
+    w: int = 1  # step blocks in a block's window
+    step_mask: Tensor | None = None  # (B*K, Ns + w*N) bool, None: all visible
+    step_bias: Tensor | None = None  # (heads, N, Ns + w*N)
+    host: Tensor | None = None  # (B,) the step block hosting the queries (0 where the state does)
+    host_valid: Tensor | None = None  # (B, w*N) bool: the host's window keys the queries see
+
+
 class ProcedureTransformer(nn.Module):
     """State block, step blocks and the action's query tokens through one block-causal transformer."""
 
@@ -457,77 +475,88 @@ class ProcedureTransformer(nn.Module):
         where a start block does), from the step blocks (B, K, Hx*Wx, Vx) predicting the next
         step (see :meth:`step_logits` for ``raw``), and the action logits (B, D, A).
         """
+        x = self._embed_pass(state, steps, step_valid, action_host, step_segment)
+        for layer in self.layers:
+            self._layer_pass(layer, x)
+        state_logits = None  # where steps have their own shape, the start block predicts x_0
+        if self.cfg.start_token is None:
+            state_logits = self.step_logits(x.hc if x.hc is not None else x.hs, *state.shape[-2:], raw)
+        step_logits = None if x.hx is None else self.step_logits(x.hx, *steps.shape[-2:], raw)
+        return state_logits, step_logits, self.action_logits(x.hq)  # (B, Hs*Ws, Vx), (B, K, Hx*Wx, Vx), (B, D, A)
+
+    def _embed_pass(self, state: Tensor, steps: Tensor | None, step_valid: Tensor | None,
+                    action_host: Tensor | None, step_segment: Tensor | None) -> "_Streams":
+        """The teacher-forced pass's inputs: every stream embedded, and what each attends to."""
         bsz, h_s, w_s = state.shape
         n_s = math.prod(self.grid(h_s, w_s))  # tokens of the state block
         dev = state.device
         has_steps = steps is not None and steps.shape[1] > 0
         separate_context = bool(self.cfg.hidden_from_steps) and has_steps  # BC needs no context
-        hs = self.embed_state(state)  # (B, Ns, d)
-        hc = self.embed_state(self.step_context(state)) if separate_context else None  # (B, Ns, d)
-        n_q = len(self.cfg.action_bins)
-        hq = self.action_query.expand(bsz, n_q, -1)  # (B, D, d)
         if action_host is None:
             action_host = torch.full((bsz,), -1, dtype=torch.long, device=dev)
-        state_bias = self.bias((h_s, w_s), 1, dev)
-        query_sees_state = (action_host < 0)[:, None].expand(bsz, n_s)  # (B, Ns): hosted at the state block
-        hx = None
-        if has_steps:
-            k_blocks, h_x, w_x = steps.shape[1:]
-            n = math.prod(self.grid(h_x, w_x))  # tokens per step block
-            is_host = torch.arange(k_blocks, device=dev)[None] == action_host[:, None]  # (B, K)
-            hx = self.embed_steps(steps, state, is_host)  # (B, K, N, d)
-            w = k_blocks if self.cfg.window is None else min(self.cfg.window, k_blocks)
-            if step_valid is None:
-                step_valid = torch.ones(bsz, k_blocks, dtype=torch.bool, device=dev)
-            win_valid = windows(step_valid, w)  # (B, K, w)
-            if step_segment is not None:
-                win_valid = win_valid & (windows(step_segment, w) == step_segment[:, :, None])
-            win_valid = win_valid.repeat_interleave(n, dim=2)  # (B, K, w*N)
-            step_mask = torch.cat([win_valid.new_ones(bsz, k_blocks, n_s), win_valid], dim=2)  # context, window
-            # With a window of one block, a block's mask hides only a padding block's keys from
-            # that padding block itself, whose outputs nothing reads (no target, no other block):
-            # no mask is then exact for every real block, and it spares building a (B*K, heads,
-            # N, keys) float mask per layer (a sixth of a maze training step's time).
-            step_mask = None if w == 1 or bool(step_mask.all()) else step_mask.flatten(0, 1)  # (B*K, keys)
-            step_bias = self.bias((h_x, w_x), w, dev, context=(h_s, w_s))
-            ar = torch.arange(bsz, device=dev)
-            host = action_host.clamp(min=0)
-            host_valid = win_valid[ar, host] & (action_host >= 0)[:, None]  # (B, w*N)
+        x = _Streams(hs=self.embed_state(state),  # (B, Ns, d)
+                     hc=self.embed_state(self.step_context(state)) if separate_context else None,  # (B, Ns, d)
+                     hq=self.action_query.expand(bsz, len(self.cfg.action_bins), -1),  # (B, D, d)
+                     state_bias=self.bias((h_s, w_s), 1, dev),
+                     query_sees_state=(action_host < 0)[:, None].expand(bsz, n_s))  # (B, Ns): hosted at the state
+        if not has_steps:
+            return x
+        k_blocks, h_x, w_x = steps.shape[1:]
+        n = math.prod(self.grid(h_x, w_x))  # tokens per step block
+        is_host = torch.arange(k_blocks, device=dev)[None] == action_host[:, None]  # (B, K)
+        x.hx = self.embed_steps(steps, state, is_host)  # (B, K, N, d)
+        x.w = w = k_blocks if self.cfg.window is None else min(self.cfg.window, k_blocks)
+        if step_valid is None:
+            step_valid = torch.ones(bsz, k_blocks, dtype=torch.bool, device=dev)
+        win_valid = windows(step_valid, w)  # (B, K, w)
+        if step_segment is not None:
+            win_valid = win_valid & (windows(step_segment, w) == step_segment[:, :, None])
+        win_valid = win_valid.repeat_interleave(n, dim=2)  # (B, K, w*N)
+        step_mask = torch.cat([win_valid.new_ones(bsz, k_blocks, n_s), win_valid], dim=2)  # context, window
+        # With a window of one block, a block's mask hides only a padding block's keys from
+        # that padding block itself, whose outputs nothing reads (no target, no other block):
+        # no mask is then exact for every real block, and it spares building a (B*K, heads,
+        # N, keys) float mask per layer (a sixth of a maze training step's time).
+        x.step_mask = None if w == 1 or bool(step_mask.all()) else step_mask.flatten(0, 1)  # (B*K, keys)
+        x.step_bias = self.bias((h_x, w_x), w, dev, context=(h_s, w_s))
+        x.host = action_host.clamp(min=0)
+        x.host_valid = win_valid[torch.arange(bsz, device=dev), x.host] & (action_host >= 0)[:, None]  # (B, w*N)
+        return x
 
-        for layer in self.layers:
-            qs, ks, vs = layer.qkv(hs)  # (B, Ns, h, e)
-            qq, kq, vq = layer.qkv(hq)  # (B, D, h, e)
-            if separate_context:
-                qc, kc, vc = layer.qkv(hc)
-                hc = layer.finish(hc, layer.attend(qc, kc, vc, None, state_bias))
-            else:
-                kc, vc = ks, vs
-            q_keys, q_vals, q_mask = [ks], [vs], [query_sees_state]
-            if hx is not None:
-                qx, kx, vx = layer.qkv(hx)  # (B, K, N, h, e)
-                kw = windows(kx, w).flatten(2, 3)  # (B, K, w*N, h, e)
-                vw = windows(vx, w).flatten(2, 3)
-                keys = torch.cat([kc[:, None].expand(-1, k_blocks, -1, -1, -1), kw], dim=2)
-                vals = torch.cat([vc[:, None].expand(-1, k_blocks, -1, -1, -1), vw], dim=2)
-                att_x = layer.attend(qx.flatten(0, 1), keys.flatten(0, 1), vals.flatten(0, 1), step_mask, step_bias)
-                q_keys.append(kw[ar, host])
-                q_vals.append(vw[ar, host])
-                q_mask.append(host_valid)
-            q_keys.append(kq)
-            q_vals.append(vq)
-            q_mask.append(torch.ones(bsz, n_q, dtype=torch.bool, device=dev))
-            att_q = layer.attend(qq, torch.cat(q_keys, 1), torch.cat(q_vals, 1), torch.cat(q_mask, 1))
-            att_s = layer.attend(qs, ks, vs, None, state_bias)
-            hs = layer.finish(hs, att_s)
-            hq = layer.finish(hq, att_q)
-            if hx is not None:
-                hx = layer.finish(hx, att_x.reshape(hx.shape))
-
-        state_logits = None  # where steps have their own shape, the start block predicts x_0
-        if self.cfg.start_token is None:
-            state_logits = self.step_logits(hc if separate_context else hs, h_s, w_s, raw)  # (B, Hs*Ws, Vx)
-        step_logits = None if hx is None else self.step_logits(hx, h_x, w_x, raw)  # (B, K, Hx*Wx, Vx)
-        return state_logits, step_logits, self.action_logits(hq)  # ..., (B, D, A)
+    @staticmethod
+    def _layer_pass(layer: Layer, x: "_Streams") -> None:
+        """One layer over every stream of ``x``, in place: the state and the context block
+        attend within themselves, each step block to the context and its window, and the
+        queries to their host (the state block, or a step block's window) and each other."""
+        qs, ks, vs = layer.qkv(x.hs)  # (B, Ns, h, e)
+        qq, kq, vq = layer.qkv(x.hq)  # (B, D, h, e)
+        if x.hc is not None:
+            qc, kc, vc = layer.qkv(x.hc)
+            x.hc = layer.finish(x.hc, layer.attend(qc, kc, vc, None, x.state_bias))
+        else:
+            kc, vc = ks, vs
+        q_keys, q_vals, q_mask = [ks], [vs], [x.query_sees_state]
+        if x.hx is not None:
+            bsz, k_blocks = x.hx.shape[:2]
+            qx, kx, vx = layer.qkv(x.hx)  # (B, K, N, h, e)
+            kw = windows(kx, x.w).flatten(2, 3)  # (B, K, w*N, h, e)
+            vw = windows(vx, x.w).flatten(2, 3)
+            keys = torch.cat([kc[:, None].expand(-1, k_blocks, -1, -1, -1), kw], dim=2)
+            vals = torch.cat([vc[:, None].expand(-1, k_blocks, -1, -1, -1), vw], dim=2)
+            att_x = layer.attend(qx.flatten(0, 1), keys.flatten(0, 1), vals.flatten(0, 1), x.step_mask, x.step_bias)
+            ar = torch.arange(bsz, device=kw.device)
+            q_keys.append(kw[ar, x.host])
+            q_vals.append(vw[ar, x.host])
+            q_mask.append(x.host_valid)
+        q_keys.append(kq)
+        q_vals.append(vq)
+        q_mask.append(torch.ones(kq.shape[:2], dtype=torch.bool, device=kq.device))
+        att_q = layer.attend(qq, torch.cat(q_keys, 1), torch.cat(q_vals, 1), torch.cat(q_mask, 1))
+        att_s = layer.attend(qs, ks, vs, None, x.state_bias)
+        x.hs = layer.finish(x.hs, att_s)
+        x.hq = layer.finish(x.hq, att_q)
+        if x.hx is not None:
+            x.hx = layer.finish(x.hx, att_x.reshape(x.hx.shape))
 
     # ----------------------------------------------------------------- single passes, for generation
     def state_pass(self, state: Tensor, keys_only: bool = False) -> tuple[Tensor | None, KV]:
