@@ -24,11 +24,10 @@ class TokenSpec:
         :class:`pc_lightning.data.bins.UniformBins`; actions (B, D)).
     step_shape: (Hx, Wx), the shape of every step block, where it differs from the state's
         (MinAtar: a 10 x 10 frame state, 11 x 10 steps whose last row holds the search's
-        action, value and depth). Then x_0 is predicted by a learned *start block* (a step
-        block of one reserved token, :attr:`start_token`) instead of by the state block, and
-        a step cell sees the state cell at the same coordinates, if there is one. None:
-        steps have the state's shape, whatever it is (the maze's 16 x 16 or 31 x 31), and
-        the state block predicts x_0 cell by cell.
+        action, value and depth); a step cell sees the state cell at the same coordinates,
+        if there is one. None: steps have the state's shape, whatever it is (the maze's
+        16 x 16 or 31 x 31). In every domain x_0 is predicted by a learned *start block*, a
+        step block of one reserved token (:attr:`start_token`).
     hidden_from_steps: state tokens that step blocks never see (replaced in the *context*,
         the state as step blocks see it), e.g. the maze's agent, which the BFS flood
         ignores. With a Markov window a procedure then depends on the state only through
@@ -89,10 +88,10 @@ class TokenSpec:
         return isinstance(self.action_vocab, list)
 
     @property
-    def start_token(self) -> int | None:
-        """The id of the start block's cells (one past the step vocabulary), where step blocks
-        have their own shape; None where the state block predicts x_0."""
-        return self.step_vocab if self.step_shape is not None else None
+    def start_token(self) -> int:
+        """The id of the start block's cells (one past the step vocabulary): the block whose
+        output predicts x_0."""
+        return self.step_vocab
 
 
 def check_hidden_as(hidden: "list[int] | tuple[int, ...]", shown: "list[int] | tuple[int, ...]",

@@ -45,8 +45,7 @@ def test_cached_generation_equals_full_forward_with_a_start_block(window, patch,
         n = int(gen.lengths[i])
         steps = with_start(net, gen.steps[i : i + 1, :n])
         assert (steps[:, 1:] >= 0).all()
-        s_out, x_out, a_logits = net(state[i : i + 1], steps, action_host=torch.tensor([n]))
-        assert s_out is None  # the start block, not the state block, predicts x_0
+        x_out, a_logits = net(state[i : i + 1], steps, action_host=torch.tensor([n]))
         for l in range(n):  # block l (START, x_0, ...) predicts x_l
             assert (x_out[0, l].argmax(-1).reshape(STEP) == steps[0, l + 1]).all()
         assert torch.allclose(a_logits[0], gen.action_logits[i], atol=1e-4)
@@ -88,10 +87,9 @@ def test_chunks_with_a_start_block_predict_what_the_full_sequence_predicts(windo
     covered = {i: set() for i in range(len(recs))}
     for idx, (i, j) in enumerate(ds.items):
         full = with_start(net, recs.procedure(i).long()[None])
-        _, x_full, a_full = net(recs.states[i].long()[None], full, action_host=torch.tensor([full.shape[1] - 1]))
+        x_full, a_full = net(recs.states[i].long()[None], full, action_host=torch.tensor([full.shape[1] - 1]))
         b = collate([ds[idx]])
-        assert (b["first_target"] == IGNORE).all()
-        _, x, a = net(b["state"], b["steps"], b["step_valid"], b["action_host"], b["step_segment"])
+        x, a = net(b["state"], b["steps"], b["step_valid"], b["action_host"], b["step_segment"])
         assert torch.allclose(a[0], a_full[0], atol=1e-5)
         lo = max(0, j - ds.context_blocks)
         for k in range(b["steps"].shape[1]):

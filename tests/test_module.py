@@ -12,10 +12,10 @@ def batch(seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     b, k, h, w = 3, 2, 2, 3
     steps = torch.randint(0, 5, (b, k, h, w), generator=g)
+    steps[:2, 0] = 5  # two examples start with the start block (the spec's start token, step_vocab 5)
     targets = torch.randint(0, 5, (b, k, h, w), generator=g)
     targets[0, 1] = IGNORE  # a block without targets
     return {"state": torch.randint(0, 4, (b, h, w), generator=g), "steps": steps, "targets": targets,
-            "first_target": torch.randint(0, 5, (b, h, w), generator=g),
             "step_valid": torch.ones(b, k, dtype=torch.bool), "step_segment": torch.zeros(b, k, dtype=torch.long),
             "action": torch.tensor([0, 1, 2]), "action_host": torch.tensor([1, 1, 1])}
 
@@ -28,12 +28,13 @@ def model(**kw) -> ProcedureCloner:
 
 def reference(m: ProcedureCloner, b: dict, weight_fn) -> torch.Tensor:
     """The weighted mean cross-entropy computed cell by cell, independently of the module."""
-    sl, stl, _ = m.net(b["state"], b["steps"], b["step_valid"], b["action_host"], b["step_segment"])
+    stl, _ = m.net(b["state"], b["steps"], b["step_valid"], b["action_host"], b["step_segment"])
     num, den = 0.0, 0.0
     bsz, k, h, w = b["steps"].shape
-    for i in range(bsz):
-        blocks = [(sl[i].reshape(h, w, -1), b["first_target"][i], b["state"][i])]
-        blocks += [(stl[i, j].reshape(h, w, -1), b["targets"][i, j], b["steps"][i, j]) for j in range(k)]
+    start = m.spec.start_token
+    for i in range(bsz):  # a token is predicted from its cell in the block before: the state's for a start block
+        blocks = [(stl[i, j].reshape(h, w, -1), b["targets"][i, j],
+                   b["state"][i] if (b["steps"][i, j] == start).all() else b["steps"][i, j]) for j in range(k)]
         for logits, target, source in blocks:
             for y in range(h):
                 for x in range(w):
@@ -59,7 +60,6 @@ def test_cell_weights_and_changed_token_weight():
     torch.testing.assert_close(got, want)
     b2 = {k: v.clone() for k, v in b.items()}
     b2["targets"][:, :, 0, 1] = (b2["targets"][:, :, 0, 1] + 1) % 5  # a zero-weight cell: no effect
-    b2["first_target"][:, 0, 1] = (b2["first_target"][:, 0, 1] + 1) % 5
     torch.testing.assert_close(m._losses(b2)["procedure_loss"], got)
 
 

@@ -55,35 +55,35 @@ def test_chunks_predict_exactly_what_the_full_sequence_predicts(window, n_layers
     torch.manual_seed(0)
     net = ProcedureTransformer(TransformerConfig(4, 6, 4, d_model=16, n_heads=2, n_layers=n_layers, d_ff=32,
                                                  window=window)).eval()
-    ds = ProcedureDataset(r, "pc", chunk_blocks=2, context_blocks=(window - 1) * n_layers)
+    ds = ProcedureDataset(r, "pc", chunk_blocks=2, context_blocks=(window - 1) * n_layers, start_token=6)
     full = {}
     for i in range(len(r)):
-        steps = r.procedure(i).long()[None]
-        _, x, a = net(r.states[i].long()[None], steps, action_host=torch.tensor([len(steps[0]) - 1]))
+        steps = torch.cat([torch.full((1, 4, 4), 6), r.procedure(i).long()])[None]  # [START, x_0 .. x_L]
+        x, a = net(r.states[i].long()[None], steps, action_host=torch.tensor([len(steps[0]) - 1]))
         full[i] = (x[0], a[0])
     covered = {i: set() for i in range(len(r))}
     for idx, (i, j) in enumerate(ds.items):
         b = collate([ds[idx]])
-        _, x, a = net(b["state"], b["steps"], b["step_valid"], b["action_host"], b["step_segment"])
+        x, a = net(b["state"], b["steps"], b["step_valid"], b["action_host"], b["step_segment"])
         assert torch.allclose(a[0], full[i][1], atol=1e-5)
         lo = max(0, j - ds.context_blocks)
         for k in range(b["steps"].shape[1]):
             if (b["targets"][0, k] != IGNORE).any():
                 assert torch.allclose(x[0, k], full[i][0][lo + k], atol=1e-5)
                 covered[i].add(lo + k)
-    for i in range(len(r)):  # every block that has a successor is trained exactly once
-        assert covered[i] == set(range(len(r.procedure(i)) - 1))
+    for i in range(len(r)):  # every block that has a successor (START, x_0 .. x_L-1) is trained exactly once
+        assert covered[i] == set(range(len(r.procedure(i))))
 
 
 def test_bc_examples_hold_no_procedure():
-    ds = ProcedureDataset(records(), "bc")
+    ds = ProcedureDataset(records(), "bc", start_token=6)
     assert len(ds) == 3
     b = collate([ds[0], ds[1]])
-    assert b["steps"].shape[1] == 0 and (b["action_host"] == -1).all() and (b["first_target"] == IGNORE).all()
+    assert b["steps"].shape[1] == 0 and (b["action_host"] == -1).all()
 
 
 def test_aux_bc_hosts_the_action_at_the_state():
-    ds = ProcedureDataset(records(), "aux_bc", chunk_blocks=3)
+    ds = ProcedureDataset(records(), "aux_bc", chunk_blocks=3, start_token=6)
     for idx in range(len(ds)):
         e = ds[idx]
         assert e["action_host"] == -1 and e["action"] != IGNORE
@@ -91,7 +91,7 @@ def test_aux_bc_hosts_the_action_at_the_state():
 
 def test_bad_variant_is_named():
     with pytest.raises(ValueError, match="variant"):
-        ProcedureDataset(records(), "dagger")
+        ProcedureDataset(records(), "dagger", start_token=6)
 
 
 @pytest.mark.slow

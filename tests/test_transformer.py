@@ -23,11 +23,10 @@ def batch(k=5, b=2):
 def test_later_blocks_do_not_change_earlier_logits(window):
     net = make(window)
     state, steps = batch()
-    s1, x1, _ = net(state, steps)
+    x1, _ = net(state, steps)
     changed = steps.clone()
     changed[:, 3] = (changed[:, 3] + 1) % 6
-    s2, x2, _ = net(state, changed)
-    assert torch.allclose(s1, s2)
+    x2, _ = net(state, changed)
     assert torch.allclose(x1[:, :3], x2[:, :3], atol=1e-6)
     assert not torch.allclose(x1[:, 3], x2[:, 3])
 
@@ -35,10 +34,10 @@ def test_later_blocks_do_not_change_earlier_logits(window):
 def test_window_one_sees_only_the_previous_block_and_state():
     net = make(1)
     state, steps = batch()
-    _, x1, _ = net(state, steps)
+    x1, _ = net(state, steps)
     changed = steps.clone()
     changed[:, 1] = (changed[:, 1] + 1) % 6
-    _, x2, _ = net(state, changed)
+    x2, _ = net(state, changed)
     assert torch.allclose(x1[:, 2:], x2[:, 2:], atol=1e-6)  # x_3.. predicted from x_2.. only
     assert not torch.allclose(x1[:, 1], x2[:, 1])
 
@@ -52,13 +51,13 @@ def test_padding_blocks_change_no_real_block(window):
     valid = torch.ones(2, 5, dtype=torch.bool)
     valid[0, 4] = valid[1, 3:] = False  # padding at the ends, as the collate function pads
     host = torch.tensor([3, 2])
-    _, x1, a1 = net(state, steps, valid, host)
+    x1, a1 = net(state, steps, valid, host)
     changed = steps.clone()
     changed[~valid] = (changed[~valid] + 1) % 6
-    _, x2, a2 = net(state, changed, valid, host)
+    x2, a2 = net(state, changed, valid, host)
     assert torch.allclose(x1[valid], x2[valid], atol=1e-6)
     assert torch.allclose(a1, a2, atol=1e-6)
-    _, x_all, _ = net(state, steps, torch.ones_like(valid), host)  # the same blocks, none called padding
+    x_all, _ = net(state, steps, torch.ones_like(valid), host)  # the same blocks, none called padding
     if window == 1:  # a block sees only itself (and the state): padding elsewhere changes nothing
         assert torch.allclose(x1[valid], x_all[valid], atol=1e-6)
 
@@ -66,10 +65,10 @@ def test_padding_blocks_change_no_real_block(window):
 def test_window_two_reaches_back_through_layers():
     net = make(2)  # receptive field (w-1)*n_layers = 2 blocks back
     state, steps = batch()
-    _, x1, _ = net(state, steps)
+    x1, _ = net(state, steps)
     changed = steps.clone()
     changed[:, 0] = (changed[:, 0] + 1) % 6
-    _, x2, _ = net(state, changed)
+    x2, _ = net(state, changed)
     assert not torch.allclose(x1[:, 2], x2[:, 2])
     assert torch.allclose(x1[:, 3:], x2[:, 3:], atol=1e-6)
 
@@ -78,8 +77,8 @@ def test_segments_do_not_see_each_other():
     net = make(None)
     state, steps = batch()
     seg = torch.tensor([[0, 0, 0, 1, 1]] * 2)
-    _, x1, _ = net(state, steps, step_segment=seg)
-    _, x_alone, _ = net(state, steps[:, 3:])
+    x1, _ = net(state, steps, step_segment=seg)
+    x_alone, _ = net(state, steps[:, 3:])
     assert torch.allclose(x1[:, 3:], x_alone, atol=1e-5)
 
 
@@ -87,16 +86,16 @@ def test_action_query_sees_only_its_host():
     net = make(1)
     state, steps = batch()
     host = torch.tensor([2, 2])
-    _, _, a1 = net(state, steps, action_host=host)
+    _, a1 = net(state, steps, action_host=host)
     changed = steps.clone()
     changed[:, 4] = (changed[:, 4] + 1) % 6  # after the host: invisible
-    _, _, a2 = net(state, changed, action_host=host)
+    _, a2 = net(state, changed, action_host=host)
     assert torch.allclose(a1, a2, atol=1e-6)
     changed[:, 2] = (changed[:, 2] + 1) % 6  # the host itself
-    _, _, a3 = net(state, changed, action_host=host)
+    _, a3 = net(state, changed, action_host=host)
     assert not torch.allclose(a1, a3)
     # hosted at the state block (BC, Aux BC) it never sees a step
-    _, _, b1 = net(state, steps, action_host=torch.tensor([-1, -1]))
+    _, b1 = net(state, steps, action_host=torch.tensor([-1, -1]))
     assert torch.allclose(b1, act_from_state(net, state), atol=1e-5)
 
 
@@ -112,10 +111,10 @@ def test_cached_generation_equals_full_forward(window, patch, bits):
         n = int(gen.lengths[i])
         steps = gen.steps[i : i + 1, :n]
         assert (steps >= 0).all()
-        s_logits, x_logits, a_logits = net(state[i : i + 1], steps, action_host=torch.tensor([n - 1]))
-        assert (s_logits.argmax(-1).reshape(1, H, W) == steps[:, 0]).all()
-        for l in range(n - 1):
-            assert (x_logits[0, l].argmax(-1).reshape(H, W) == steps[0, l + 1]).all()
+        full = torch.cat([net.start_block(1, H, W, state.device)[:, None], steps], 1)  # [START, x_0 .. x_n-1]
+        x_logits, a_logits = net(state[i : i + 1], full, action_host=torch.tensor([n]))
+        for l in range(n):  # block l (START, x_0, ...) predicts x_l
+            assert (x_logits[0, l].argmax(-1).reshape(H, W) == steps[0, l]).all()
         assert torch.allclose(a_logits[0], gen.action_logits[i], atol=1e-4)
         assert gen.actions[i] == a_logits[0].argmax()
 
@@ -149,14 +148,14 @@ def test_patch_tokens_keep_cells_apart():
     net = make(1, patch=(2, 3))
     state, steps = batch()
     assert net.embed_state(state).shape == (2, 3 * 2, 16)  # 5 x 5 cells -> 3 x 2 tokens
-    s1, x1, _ = net(state, steps)
-    assert s1.shape == (2, H * W, 6) and x1.shape == (2, 5, H * W, 6)
+    x1, _ = net(state, steps)
+    assert x1.shape == (2, 5, H * W, 6)
     swapped = state.clone()
     swapped[:, 0, 0], swapped[:, 0, 1] = state[:, 0, 1], state[:, 0, 0]
     differ = (state[:, 0, 0] != state[:, 0, 1])
     assert differ.any()
-    s2, _, _ = net(swapped, steps)
-    assert not torch.allclose(s1[differ], s2[differ])
+    x2, _ = net(swapped, steps)
+    assert not torch.allclose(x1[differ], x2[differ])
     with pytest.raises(ValueError, match="patch"):
         TransformerConfig(4, 6, 4, patch=(0, 2))
 
@@ -185,8 +184,8 @@ def test_bit_head_is_a_distribution_and_decodes_to_its_argmax():
     with torch.no_grad():
         net.step_head.bias.normal_(0, 3)  # spread the outputs so symbols and vectors both win somewhere
     state, steps = batch(b=8)
-    s_lp, x_lp, _ = net(state, steps)
-    assert torch.allclose(s_lp.logsumexp(-1), torch.zeros(()), atol=1e-5)
+    x_lp, _ = net(state, steps)
+    assert torch.allclose(x_lp.logsumexp(-1), torch.zeros(()), atol=1e-5)
     hidden = net.embed_state(state)  # any hidden states will do for the decoding rule
     full = net.step_logits(hidden, H, W).argmax(-1).reshape(-1, H, W)
     fast = net.decode(hidden, H, W)
@@ -221,7 +220,7 @@ def test_cached_generation_with_hidden_agent_equals_full_forward(window, patch):
     gen = generate(net, state, max_steps=6)
     for i in range(4):
         n = int(gen.lengths[i])
-        _, _, a_logits = net(state[i : i + 1], gen.steps[i : i + 1, :n], action_host=torch.tensor([n - 1]))
+        _, a_logits = net(state[i : i + 1], gen.steps[i : i + 1, :n], action_host=torch.tensor([n - 1]))
         assert torch.allclose(a_logits[0], gen.action_logits[i], atol=1e-4)
     again = generate(net, state, max_steps=6, prefixes=gen.chains)
     assert torch.allclose(again.action_logits, gen.action_logits, atol=1e-5)
@@ -236,8 +235,8 @@ def test_hidden_tokens_are_shown_as_their_replacement():
     assert torch.equal(net.step_context(torch.tensor([0, 1, 2, 3])), torch.tensor([0, 1, 1, 0]))
     shown = net.step_context(state)
     assert not torch.isin(shown, torch.tensor([2, 3])).any()
-    x0, x, _ = net(state, steps)
-    x0_shown, x_shown, _ = net(shown, steps)
+    x, _ = net(state, steps)
+    x_shown, _ = net(shown, steps)
     assert torch.allclose(x, x_shown, atol=1e-6)  # steps see only the context
     with pytest.raises(ValueError, match="hidden_as"):
         TransformerConfig(4, 6, 4, hidden_from_steps=(2, 3), hidden_as=(0,))

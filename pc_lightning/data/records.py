@@ -8,9 +8,8 @@ and which block hosts the action query:
     bc      [s]                 action read at s
     aug_bc  bc on randomly transformed states (the domain supplies the transform)
 
-Where step blocks have their own shape (``TokenSpec.step_shape``), every procedure is
-served as [START, x_0 .. x_L]: a start block (all ``start_token``) whose output predicts
-x_0, in place of the state block.
+Every procedure is served as [START, x_0 .. x_L]: a start block (all ``start_token``)
+whose output predicts x_0.
 
 A long procedure is cut into chunks of ``chunk_blocks`` input blocks. With attention
 window w a block's output depends on at most (w-1)*n_layers earlier blocks, so each
@@ -118,7 +117,7 @@ class ProcedureDataset(Dataset):
     """Teacher-forcing examples for one variant, cut from :class:`ProcedureRecords`."""
 
     def __init__(self, records: ProcedureRecords, variant: str | Variant, chunk_blocks: int = 4,
-                 context_blocks: int = 0, augment: Augment | None = None, start_token: int | None = None) -> None:
+                 context_blocks: int = 0, augment: Augment | None = None, *, start_token: int) -> None:
         variant = get_variant(variant, "variant")
         if chunk_blocks < 1:
             raise ValueError(f"chunk_blocks must be >= 1, got {chunk_blocks}")
@@ -127,8 +126,8 @@ class ProcedureDataset(Dataset):
         self.chunk_blocks = chunk_blocks
         self.context_blocks = context_blocks
         self.augment = augment
-        self.start_token = start_token  # not None: procedures are served as [START, x_0 .. x_L]
-        lengths = (records.offsets[1:] - records.offsets[:-1] + int(start_token is not None)).tolist()
+        self.start_token = start_token  # procedures are served as [START, x_0 .. x_L]
+        lengths = (records.offsets[1:] - records.offsets[:-1] + 1).tolist()
         if not variant.uses_procedure:
             self.items = [(i, 0) for i in range(len(records))]
         else:
@@ -153,17 +152,13 @@ class ProcedureDataset(Dataset):
             state, steps, action = self.augment(state, steps, action, rng)
         action = torch.as_tensor(action, dtype=torch.long)
         state_t = torch.from_numpy(np.asarray(state)).long()
-        h, w = state_t.shape
         if not self.variant.uses_procedure:
             hx, wx = self.records.steps.shape[1:]
             return {"state": state_t, "steps": torch.zeros(0, hx, wx, dtype=torch.long),
                     "targets": torch.zeros(0, hx, wx, dtype=torch.long),
-                    "first_target": torch.full((h, w), IGNORE, dtype=torch.long),
                     "segment": torch.zeros(0, dtype=torch.long), "action": action, "action_host": torch.tensor(-1)}
         steps_t = torch.from_numpy(np.asarray(steps)).long()  # (L+1, Hx, Wx)
-        first = steps_t[0] if self.start_token is None else torch.full((h, w), IGNORE, dtype=torch.long)
-        if self.start_token is not None:  # [START, x_0 .. x_L]: the start block predicts x_0
-            steps_t = torch.cat([torch.full_like(steps_t[:1], self.start_token), steps_t])
+        steps_t = torch.cat([torch.full_like(steps_t[:1], self.start_token), steps_t])  # [START, x_0 .. x_L]
         last = len(steps_t) - 1
         lo, hi = max(0, j - self.context_blocks), min(last, j + self.chunk_blocks - 1)
         inputs = steps_t[lo : hi + 1]
@@ -172,7 +167,6 @@ class ProcedureDataset(Dataset):
         targets[own] = steps_t[j + 1 : hi + 1]
         if hi < last:
             targets[hi - lo] = steps_t[hi + 1]
-        # the state block (no start block) predicts x_0 in every example: it is always there
         segment = torch.zeros(len(inputs), dtype=torch.long)
         if self.variant.query_at_steps and hi < last:
             # Every example trains the action: append the procedure's tail (x_L and the
@@ -182,7 +176,7 @@ class ProcedureDataset(Dataset):
             targets = torch.cat([targets, torch.full_like(tail, IGNORE)])
             segment = torch.cat([segment, torch.ones(len(tail), dtype=torch.long)])
         host = len(inputs) - 1 if self.variant.query_at_steps else -1  # else the state block
-        return {"state": state_t, "steps": inputs, "targets": targets, "first_target": first,
+        return {"state": state_t, "steps": inputs, "targets": targets,
                 "segment": segment, "action": action, "action_host": torch.tensor(host)}
 
 
@@ -208,7 +202,6 @@ def collate(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         "step_valid": valid,  # (B, K)
         "step_segment": segment,  # (B, K)
         "targets": targets,  # (B, K, Hx, Wx)
-        "first_target": torch.stack([e["first_target"] for e in examples]),  # (B, Hs, Ws)
         "action": torch.stack([e["action"] for e in examples]),  # (B,) or (B, D)
         "action_host": torch.stack([e["action_host"] for e in examples]),  # (B,)
     }

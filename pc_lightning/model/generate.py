@@ -3,8 +3,7 @@
 A sequence stops at the first block x_l for which the domain's ``stop_fn(state, x_l)`` is
 True, at a fixed point (the last ``window`` blocks repeat, so greedy decoding can never
 change again), or after ``max_steps`` blocks; its action (D tokens) is then read by the
-queries hosted at x_l. x_0 is decoded from the state block, or, where steps have their
-own shape, from one pass of the start block. Finished sequences leave the batch, so late
+queries hosted at x_l. x_0 is decoded from one pass of the start block. Finished sequences leave the batch, so late
 rounds cost only what is still running. Whether a block ends its sequence depends on the block alone, so it is
 known before the block's pass, and each block runs through the network once: a block
 that goes on for the next block's logits, a block that ends for the keys and values the
@@ -103,15 +102,11 @@ class _Running:
         self.context_kv = _rows(self.context_kv, rows)
 
 
-def _first_blocks(net: ProcedureTransformer, state: Tensor, out: Tensor | None, kv: KV
-                  ) -> tuple[Tensor, KV | None]:
-    """x_0 (M, Hx, Wx) of states (M, Hs, Ws) whose state (or context) block gave output
-    ``out`` and keys/values ``kv``: decoded from that output, or, where steps have their own
-    shape, from a start block's pass (whose own per-layer keys/values are returned too: with
-    a window > 1, x_0 sees the start block)."""
+def _first_blocks(net: ProcedureTransformer, state: Tensor, kv: KV) -> tuple[Tensor, KV]:
+    """x_0 (M, Hx, Wx) of states (M, Hs, Ws) whose state (or context) block gave keys/values
+    ``kv``, from a start block's pass, and the start block's own per-layer keys/values (with a
+    window > 1, x_0 sees the start block)."""
     h, w = net.step_shape(state)
-    if net.cfg.start_token is None:
-        return net.decode(out, h, w), None
     start = net.embed_steps(net.start_block(len(state), h, w, state.device)[:, None], state)[:, 0]  # (M, N, d)
     bias = net.bias((h, w), 1, state.device, context=tuple(state.shape[-2:]))
     hx, own, _ = net.step_pass(start, kv, [[] for _ in net.layers], bias)
@@ -119,31 +114,31 @@ def _first_blocks(net: ProcedureTransformer, state: Tensor, out: Tensor | None, 
 
 
 def _context_pass(net: ProcedureTransformer, contexts: Tensor, prefixes: list[Chain | None] | None
-                  ) -> tuple[Tensor, KV, KV | None]:
+                  ) -> tuple[Tensor, KV, KV | None, int]:
     """x_0 (B, Hx, Wx), the context block's per-layer keys/values and the start block's (see
     :func:`_first_blocks`; None where it did not run for every sequence, which happens only
     with a reusable, window-1 model that does not need them), taken from each sequence's
-    chain where it was made under the same context, computed elsewhere."""
+    chain where it was made under the same context, computed elsewhere; and the number of
+    start blocks run."""
     bsz = len(contexts)
-    start_only = net.cfg.start_token is not None  # the context block's output is not needed
     cached = [b for b in range(bsz) if prefixes is not None and prefixes[b] is not None and net.reusable
               and prefixes[b].context_kv is not None and torch.equal(prefixes[b].context, contexts[b])]
     if not cached:
-        hc, kv = net.state_pass(contexts, keys_only=start_only)
-        x0, own = _first_blocks(net, contexts, hc, kv)
-        return x0, kv, own
+        _, kv = net.state_pass(contexts, keys_only=True)  # the context block's output is not needed
+        x0, own = _first_blocks(net, contexts, kv)
+        return x0, kv, own, bsz
     in_cache = set(cached)
     todo = [b for b in range(bsz) if b not in in_cache]
     x0 = torch.stack([prefixes[b].blocks[0] for b in cached])
     kv = [(torch.stack([prefixes[b].context_kv[i][0] for b in cached]),
            torch.stack([prefixes[b].context_kv[i][1] for b in cached])) for i in range(len(net.layers))]
     if todo:
-        hc, fresh = net.state_pass(contexts[todo], keys_only=start_only)
-        x0 = torch.cat([x0, _first_blocks(net, contexts[todo], hc, fresh)[0]])
+        _, fresh = net.state_pass(contexts[todo], keys_only=True)
+        x0 = torch.cat([x0, _first_blocks(net, contexts[todo], fresh)[0]])
         kv = [(torch.cat([k, fk]), torch.cat([v, fv])) for (k, v), (fk, fv) in zip(kv, fresh)]
         order = torch.tensor(cached + todo, device=contexts.device).argsort()
         x0, kv = x0[order], _rows(kv, order)
-    return x0, kv, None
+    return x0, kv, None, len(todo)
 
 
 def _resume(run: _Running, state: Tensor, contexts: Tensor, prefixes: list[Chain | None], max_steps: int,
@@ -222,13 +217,14 @@ def _start(net: ProcedureTransformer, state: Tensor, contexts: Tensor, max_steps
     stops or ends: the running rows, the output buffer, and the context block's keys/values."""
     bsz, dev, window = len(state), state.device, net.cfg.window
     if net.cfg.hidden_from_steps:  # step blocks see the context block, which can come from a chain
-        x0, context_kv, start_kv = _context_pass(net, contexts, prefixes)
+        x0, context_kv, start_kv, starts = _context_pass(net, contexts, prefixes)
     else:
-        hs, context_kv = net.state_pass(state, keys_only=net.cfg.start_token is not None)
-        x0, start_kv = _first_blocks(net, state, hs, context_kv)  # (B, Hx, Wx)
+        _, context_kv = net.state_pass(state, keys_only=True)
+        x0, start_kv = _first_blocks(net, state, context_kv)  # (B, Hx, Wx)
+        starts = bsz
     longest = max((len(c.blocks) for c in prefixes or [] if c is not None), default=0)
     out = _Output(bsz, tuple(x0.shape[-2:]), net.cfg.action_bins, max_steps, longest, dev)
-    out.forward_blocks = bsz if net.cfg.start_token is not None else 0  # the start blocks
+    out.forward_blocks = starts  # the start blocks run
     cache = [[] for _ in net.layers]
     if start_kv is not None and window != 1:  # x_0's window holds the start block
         cache = [[kv] for kv in start_kv]

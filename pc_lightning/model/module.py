@@ -38,8 +38,8 @@ class ProcedureCloner(L.LightningModule):
             constant if neither is set). Exact procedures need a very low loss, and the
             decay is what gets there.
         changed_token_weight: weight of a procedure token whose target differs from the
-            token at the same cell of the block it is predicted from (the state for x_0,
-            x_l for x_{l+1}), against 1 for a token that stays. Where most of a block is
+            token at the same cell of the block it is predicted from (the state for x_0, which
+            the start block predicts; x_l for x_{l+1}), against 1 for a token that stays. Where most of a block is
             static background (MinAtar frames), the few cells that move carry the
             procedure; without this the mean loss is dominated by copying. Meaningful where
             the domain's state and step tokens share ids for the same content (MinAtar's
@@ -102,8 +102,6 @@ class ProcedureCloner(L.LightningModule):
         the block's own token, and for a start block the state's cell there (-1: none)."""
         steps = batch["steps"]
         start = self.net.cfg.start_token
-        if start is None:
-            return steps.flatten()
         h, w = steps.shape[-2:]
         cells = self.net.context_cells(batch["state"], h, w)  # (B, Hx, Wx), state_vocab where none
         cells = cells.masked_fill(cells == self.spec.state_vocab, -1)[:, None].expand_as(steps)
@@ -123,7 +121,7 @@ class ProcedureCloner(L.LightningModule):
     def _losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         steps = batch["steps"] if self.uses_procedure else None
         # raw head outputs: a bit head's loss needs no 2**B-way table (BitCells.nll)
-        state_out, step_out, action_out = self.net(
+        step_out, action_out = self.net(
             batch["state"], steps, batch["step_valid"], batch["action_host"], batch.get("step_segment"), raw=True)
         out: dict[str, Tensor] = {}
         # an action is D tokens (D = 1: one token), each a cell over its bins
@@ -132,19 +130,10 @@ class ProcedureCloner(L.LightningModule):
             self.net.action_cells, action_out.flatten(0, 1), action_t)
         loss = out["action_loss"]
         if self.uses_procedure:
-            outputs, targets, sources = [], [], []  # per cell, (T, c) and (T,)
-            if state_out is not None:  # the state block predicts x_0
-                outputs.append(state_out.flatten(0, 1))
-                targets.append(batch["first_target"].flatten())
-                sources.append(lambda: batch["state"].flatten())
-            if step_out is not None:
-                outputs.append(step_out.flatten(0, 2))
-                targets.append(batch["targets"].flatten())
-                sources.append(lambda: self._step_sources(batch))
-            targets_t = torch.cat(targets)
-            weight = self._token_weights(targets_t, lambda: torch.cat([f() for f in sources]))
+            targets = batch["targets"].flatten()  # (T,)
+            weight = self._token_weights(targets, lambda: self._step_sources(batch))
             out["procedure_loss"], out["procedure_correct"], out["n_procedure"] = self._token_loss(
-                self.net.cells, torch.cat(outputs), targets_t, weight)
+                self.net.cells, step_out.flatten(0, 2), targets, weight)
             loss = loss + out["procedure_loss"]
         out["loss"] = loss
         return out

@@ -64,7 +64,7 @@ class TransformerConfig:
     hidden_as: tuple[int, ...] = ()  # per hidden token, the token shown in its place (empty: 0 for each)
     patch: tuple[int, int] = (1, 1)
     step_bits: int = 0
-    step_shape: tuple[int, int] | None = None  # steps' own shape (then a start block predicts x_0)
+    step_shape: tuple[int, int] | None = None  # steps' own shape (None: the state's)
 
     def __post_init__(self) -> None:
         self.hidden_from_steps = tuple(self.hidden_from_steps)
@@ -104,9 +104,9 @@ class TransformerConfig:
         return tuple(self.action_vocab) if isinstance(self.action_vocab, (tuple, list)) else (self.action_vocab,)
 
     @property
-    def start_token(self) -> int | None:
-        """The start block's token (one past the step vocabulary) where steps have their own shape."""
-        return self.step_vocab if self.step_shape is not None else None
+    def start_token(self) -> int:
+        """The start block's token (one past the step vocabulary)."""
+        return self.step_vocab
 
 
 class GridStem(nn.Module):
@@ -304,9 +304,8 @@ class ProcedureTransformer(nn.Module):
         d = cfg.d_model
         p = cfg.patch[0] * cfg.patch[1]
         extra = int(p > 1)  # one id for cells outside the grid, where a patch overhangs it
-        start = int(cfg.step_shape is not None)  # a start-block token; a "no state cell here" context id
-        self.step_in_vocab = cfg.step_vocab + start  # step ids as inputs
-        self.context_vocab = cfg.state_vocab + start  # state ids as step cells see them
+        self.step_in_vocab = cfg.step_vocab + 1  # step ids as inputs, and the start block's
+        self.context_vocab = cfg.state_vocab + 1  # state ids as step cells see them, and "no state cell here"
         self.state_emb = nn.Embedding(p * cfg.state_vocab + extra, d)
         self.step_emb = nn.Embedding(p * self.step_in_vocab + extra, d)
         self.state_in_step_emb = nn.Embedding(p * self.context_vocab + extra, d)  # the context, per cell
@@ -351,7 +350,7 @@ class ProcedureTransformer(nn.Module):
         return self.cfg.step_shape if self.cfg.step_shape is not None else tuple(state.shape[-2:])
 
     def start_block(self, m: int, h: int, w: int, device: torch.device) -> Tensor:
-        """M start blocks (M, Hx, Wx): the input whose output predicts x_0 where steps have their own shape."""
+        """M start blocks (M, Hx, Wx): the input whose output predicts x_0."""
         return torch.full((m, h, w), self.cfg.start_token, dtype=torch.long, device=device)
 
     def context_cells(self, state: Tensor, h: int, w: int) -> Tensor:
@@ -463,26 +462,23 @@ class ProcedureTransformer(nn.Module):
     # ----------------------------------------------------------------- teacher forcing
     def forward(self, state: Tensor, steps: Tensor | None = None, step_valid: Tensor | None = None,
                 action_host: Tensor | None = None, step_segment: Tensor | None = None, raw: bool = False
-                ) -> tuple[Tensor | None, Tensor | None, Tensor]:
+                ) -> tuple[Tensor | None, Tensor]:
         """Teacher-forced pass.
 
-        state (B, Hs, Ws); steps (B, K, Hx, Wx) or None (where steps have their own shape,
-        block 0 is the start block); step_valid (B, K) bool (padding blocks False);
-        action_host (B,) long, -1 for the state block or a step index; step_segment (B, K)
-        long: a block never sees a block of another segment (several independent pieces of
-        procedure can share one example).
-        Returns per-cell outputs from the state block (B, Hs*Ws, Vx) predicting step 0 (None
-        where a start block does), from the step blocks (B, K, Hx*Wx, Vx) predicting the next
-        step (see :meth:`step_logits` for ``raw``), and the action logits (B, D, A).
+        state (B, Hs, Ws); steps (B, K, Hx, Wx) or None (block 0 of a procedure is the start
+        block); step_valid (B, K) bool (padding blocks False); action_host (B,) long, -1 for
+        the state block or a step index; step_segment (B, K) long: a block never sees a
+        block of another segment (several independent pieces of procedure can share one
+        example).
+        Returns per-cell outputs of the step blocks (B, K, Hx*Wx, Vx) predicting the next
+        step (see :meth:`step_logits` for ``raw``; None without steps), and the action
+        logits (B, D, A).
         """
         x = self._embed_pass(state, steps, step_valid, action_host, step_segment)
-        for layer in self.layers:
-            self._layer_pass(layer, x)
-        state_logits = None  # where steps have their own shape, the start block predicts x_0
-        if self.cfg.start_token is None:
-            state_logits = self.step_logits(x.hc if x.hc is not None else x.hs, *state.shape[-2:], raw)
+        for i, layer in enumerate(self.layers):
+            self._layer_pass(layer, x, last=i == len(self.layers) - 1)
         step_logits = None if x.hx is None else self.step_logits(x.hx, *steps.shape[-2:], raw)
-        return state_logits, step_logits, self.action_logits(x.hq)  # (B, Hs*Ws, Vx), (B, K, Hx*Wx, Vx), (B, D, A)
+        return step_logits, self.action_logits(x.hq)  # (B, K, Hx*Wx, Vx), (B, D, A)
 
     def _embed_pass(self, state: Tensor, steps: Tensor | None, step_valid: Tensor | None,
                     action_host: Tensor | None, step_segment: Tensor | None) -> "_Streams":
@@ -524,15 +520,18 @@ class ProcedureTransformer(nn.Module):
         return x
 
     @staticmethod
-    def _layer_pass(layer: Layer, x: "_Streams") -> None:
+    def _layer_pass(layer: Layer, x: "_Streams", last: bool = False) -> None:
         """One layer over every stream of ``x``, in place: the state and the context block
         attend within themselves, each step block to the context and its window, and the
-        queries to their host (the state block, or a step block's window) and each other."""
+        queries to their host (the state block, or a step block's window) and each other.
+        Nothing reads the state's and the context's outputs, only their keys and values, so
+        the ``last`` layer skips their attention and MLP."""
         qs, ks, vs = layer.qkv(x.hs)  # (B, Ns, h, e)
         qq, kq, vq = layer.qkv(x.hq)  # (B, D, h, e)
         if x.hc is not None:
             qc, kc, vc = layer.qkv(x.hc)
-            x.hc = layer.finish(x.hc, layer.attend(qc, kc, vc, None, x.state_bias))
+            if not last:
+                x.hc = layer.finish(x.hc, layer.attend(qc, kc, vc, None, x.state_bias))
         else:
             kc, vc = ks, vs
         q_keys, q_vals, q_mask = [ks], [vs], [x.query_sees_state]
@@ -552,8 +551,8 @@ class ProcedureTransformer(nn.Module):
         q_vals.append(vq)
         q_mask.append(torch.ones(kq.shape[:2], dtype=torch.bool, device=kq.device))
         att_q = layer.attend(qq, torch.cat(q_keys, 1), torch.cat(q_vals, 1), torch.cat(q_mask, 1))
-        att_s = layer.attend(qs, ks, vs, None, x.state_bias)
-        x.hs = layer.finish(x.hs, att_s)
+        if not last:
+            x.hs = layer.finish(x.hs, layer.attend(qs, ks, vs, None, x.state_bias))
         x.hq = layer.finish(x.hq, att_q)
         if x.hx is not None:
             x.hx = layer.finish(x.hx, att_x.reshape(x.hx.shape))

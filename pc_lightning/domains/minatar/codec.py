@@ -6,8 +6,7 @@ A frame is 10 x 10 tokens, each cell one token whose bits are the game's C chann
 State block s (10 x 10): the observed frame, nothing else.
 
 Step blocks (11 x 10, ``TokenSpec.step_shape``): rows 0-9 a frame, row 10 what is not a
-frame. Since the shapes differ, a start block predicts x_0 (the core's
-``TokenSpec.start_token``); a step cell sees the state cell at its coordinates, and the
+frame. A start block predicts x_0 (the core's ``TokenSpec.start_token``); a step cell sees the state cell at its coordinates, and the
 cells of row 10 see none.
 
 Procedure: what the guided search (:mod:`.search`) computed to choose, in the order a
