@@ -282,7 +282,8 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(2) from None
 
 
-#: Data arguments renamed on 2026-12-07 (one name per concept in every domain, ``data.Splits``).
+#: Old data argument names and their one name in every domain (``data.Splits``), so that an old
+#: config gets a line that names the new key instead of "unrecognized arguments".
 RENAMED = {
     **{f"n_train_{e}": "n_train" for e in ("mazes", "layouts", "configs", "episodes")},
     **{f"n_val_{e}": "n_val" for e in ("mazes", "layouts", "configs", "episodes")},

@@ -28,7 +28,7 @@ def shipped(config: str, *overlays: str) -> dict:
 
 
 # The cache names of the data the shipped configs generate (the data the README's numbers
-# were measured on): the same before and after the 2026-12-07 move of the splits into the core.
+# were measured on): a change to the core that should keep the data keeps these.
 CACHES = [
     (MazeDataModule, ("conf/maze.yaml",), ["maze-train-4c02ee44e659.pt", "maze-val-0b323f110094.pt"]),
     (SweepDataModule, ("conf/sweep.yaml",), ["sweep-train-d03533aea009.pt", "sweep-val-21ca425c2c94.pt"]),

@@ -3,9 +3,7 @@ full; hidden tokens; patches; steps with their own shape and a start block; bit 
 action blocks; padding, segments and every way of hosting the action query), and greedy
 generation from them, pinned as checksums. A change meant to leave the network as it is (a
 rewrite for readability, a faster kernel) must leave these; one that changes the network
-on purpose updates them and says so in its commit. (2026-12-07: x_0 from a start block in
-every domain changed the cases without ``step_shape``; those with it, which had a start
-block already, kept every number.)"""
+on purpose updates them and says so in its commit."""
 
 import pytest
 import torch
